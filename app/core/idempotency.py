@@ -1,0 +1,135 @@
+"""Idempotency keys: a value-moving request carries ``Idempotency-Key``; a replay of it returns
+the first answer, and the same key with a different request is refused.
+
+The key is claimed by inserting its row at the start of the request's own database transaction,
+so a concurrent request with the same key waits on that row until the first commits, then
+replays its answer; if the first fails and rolls back, its claim vanishes with it and the retry
+runs afresh. Exactly one effect per key, whatever the timing.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from flask import Response, current_app, g, request
+from sqlalchemy import String, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from app.core.db import Base, session
+from app.core.errors import DomainError
+from app.core.types import Json, UtcDateTime, utcnow
+
+HEADER = "Idempotency-Key"
+MAX_KEY_LENGTH = 200
+
+
+class IdempotencyKeyMissing(DomainError):
+    code = "idempotency_key_missing"
+    http_status = 400
+    message = f"This request moves value: send an {HEADER} header (1-{MAX_KEY_LENGTH} characters)."
+
+
+class IdempotencyKeyReused(DomainError):
+    code = "idempotency_key_reused"
+    http_status = 409
+    message = "This Idempotency-Key was already used for a different request."
+
+
+class IdempotencyRecord(Base):
+    __tablename__ = "idempotency_keys"
+
+    #: Who sent it, as ``kind:id``: keys are scoped to their sender.
+    principal: Mapped[str] = mapped_column(String(80), primary_key=True)
+    key: Mapped[str] = mapped_column(String(MAX_KEY_LENGTH), primary_key=True)
+    #: SHA-256 of the method, path and canonical JSON body.
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int | None]
+    response: Mapped[dict | None] = mapped_column(Json)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+@dataclass(frozen=True)
+class Replay:
+    status_code: int
+    body: dict
+
+
+def request_fingerprint(method: str, path: str, body: object) -> str:
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(f"{method} {path}\n{canonical}".encode()).hexdigest()
+
+
+def claim(s: Session, principal: str, key: str, fingerprint: str) -> Replay | None:
+    """Claim ``key`` for this request, or return the answer of the request that holds it.
+
+    Raises IdempotencyKeyReused when the key was used for a different request.
+    """
+    table = IdempotencyRecord.__table__
+    dialect = postgresql if s.get_bind().dialect.name == "postgresql" else sqlite
+    values = {
+        "principal": principal,
+        "key": key,
+        "request_hash": fingerprint,
+        "created_at": utcnow(),
+    }
+    inserted = s.execute(
+        dialect.insert(table).values(values).on_conflict_do_nothing().returning(table.c.key)
+    ).scalar()
+    if inserted is not None:
+        return None
+    held = s.execute(
+        select(table.c.request_hash, table.c.status_code, table.c.response).where(
+            table.c.principal == principal, table.c.key == key
+        )
+    ).one()
+    if held.request_hash != fingerprint:
+        raise IdempotencyKeyReused(key=key)
+    return Replay(held.status_code, held.response)
+
+
+def record(s: Session, principal: str, key: str, status_code: int, body: dict) -> None:
+    table = IdempotencyRecord.__table__
+    s.execute(
+        update(table)
+        .where(table.c.principal == principal, table.c.key == key)
+        .values(status_code=status_code, response=body)
+    )
+
+
+def idempotent(principal_of):
+    """Make a view idempotent per (principal, ``Idempotency-Key``).
+
+    ``principal_of()`` names the caller as ``kind:id``. Only successful answers are stored;
+    an error rolls the claim back with everything else, so the key may be tried again.
+    """
+
+    def decorator(view):
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            key = request.headers.get(HEADER, "")
+            if not 0 < len(key) <= MAX_KEY_LENGTH:
+                raise IdempotencyKeyMissing()
+            principal = principal_of()
+            body = request.get_json(silent=True)
+            fingerprint = request_fingerprint(request.method, request.path, body)
+            s = session()
+            replay = claim(s, principal, key, fingerprint)
+            if replay is not None:
+                response = current_app.response_class(
+                    json.dumps(replay.body), status=replay.status_code, mimetype="application/json"
+                )
+                response.headers["Idempotent-Replayed"] = "true"
+                return response
+            response: Response = current_app.make_response(view(*args, **kwargs))
+            if response.status_code < 400:
+                record(s, principal, key, response.status_code, response.get_json())
+            return response
+
+        return wrapper
+
+    return decorator
