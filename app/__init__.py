@@ -20,10 +20,14 @@ def create_app(overrides: dict | None = None) -> Flask:
     db.init_app(app)
     api = core_api.init_app(app)
 
+    from app import demo
+    from app.core import cli as core_cli
     from app.ledger import cli as ledger_cli
     from app.system import api as system_api
 
+    core_cli.init_app(app)
     ledger_cli.init_app(app)
+    demo.init_app(app)
     api.register_blueprint(system_api.blp)
 
     @app.after_request

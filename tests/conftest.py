@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from alembic.config import Config
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from app import create_app
+from app.core.cli import alembic_config
 from app.core.db import database
 from app.ledger import services as ledger
 from app.ledger.verify import verify
@@ -49,12 +49,6 @@ def pytest_addoption(parser):
 @pytest.fixture(scope="session")
 def db_kind(request) -> str:
     return request.config.getoption("--db")
-
-
-def alembic_config(connection) -> Config:
-    config = Config(str(ROOT / "alembic.ini"))
-    config.attributes["connection"] = connection
-    return config
 
 
 @pytest.fixture(scope="session")
@@ -115,7 +109,7 @@ def db(app, engine) -> Iterator[Session]:
         assert_ledger_verifies(s)
     finally:
         s.close()
-        sessions.configure(bind=engine, join_transaction_mode="conservative_savepoint")
+        sessions.configure(bind=engine, join_transaction_mode="conditional_savepoint")
         outer.rollback()
         connection.close()
 

@@ -53,7 +53,7 @@ def init_app(app: Flask) -> Api:
             "info": {
                 "description": "One ledger, every channel: card balances, Stars, sales and "
                 "top-ups for the app, the website, the POS and the kiosks. Errors always "
-                "have the shape `{\"error\": {\"code\", \"message\", \"details\"}}`."
+                'have the shape `{"error": {"code", "message", "details"}}`.'
             }
         },
     )

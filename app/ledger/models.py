@@ -104,9 +104,7 @@ class Posting(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    transaction_id: Mapped[int] = mapped_column(
-        ForeignKey("ledger_transactions.id"), index=True
-    )
+    transaction_id: Mapped[int] = mapped_column(ForeignKey("ledger_transactions.id"), index=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("ledger_accounts.id"))
     #: Signed: positive raises the account's balance, negative lowers it.
     amount: Mapped[int] = mapped_column(BigInteger)

@@ -47,9 +47,7 @@ def net_by_account(legs: list[Leg] | tuple[Leg, ...]) -> dict[int, int]:
     return dict(sorted(net.items()))
 
 
-def limit_breach(
-    balance_after: int, *, no_negative: bool, max_balance: int | None
-) -> str | None:
+def limit_breach(balance_after: int, *, no_negative: bool, max_balance: int | None) -> str | None:
     """Which limit a balance would break: ``"negative"``, ``"maximum"`` or None."""
     if no_negative and balance_after < 0:
         return "negative"

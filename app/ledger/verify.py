@@ -14,7 +14,8 @@ _CHECKS: list[tuple[str, str]] = [
     (
         "cached balance differs from the sum of postings",
         """
-        SELECT a.id, a.code, a.balance + COALESCE(s.total, 0) AS cached, COALESCE(p.total, 0) AS actual
+        SELECT a.id, a.code, a.balance + COALESCE(s.total, 0) AS cached,
+               COALESCE(p.total, 0) AS actual
         FROM ledger_accounts a
         LEFT JOIN (SELECT account_id, SUM(balance) AS total FROM ledger_balance_shards
                    GROUP BY account_id) s ON s.account_id = a.id

@@ -77,7 +77,9 @@ def test_credit_beyond_maximum_balance_is_refused(db, funding, card):
 
 def test_exactly_to_the_limits_is_allowed(db, funding, card):
     fund(db, funding, card, 50_000)
-    ledger.post(db, kind="sale", legs=[Leg(card.id, -50_000, "USD"), Leg(funding.id, 50_000, "USD")])
+    ledger.post(
+        db, kind="sale", legs=[Leg(card.id, -50_000, "USD"), Leg(funding.id, 50_000, "USD")]
+    )
     assert ledger.balance_of(db, card.id) == 0
 
 
@@ -125,6 +127,8 @@ def test_refused_transfer_between_limited_accounts_leaves_no_trace(db, funding, 
     fund(db, funding, payer, 800)
     fund(db, funding, payee, 900)
     with pytest.raises(BalanceLimitExceeded):
-        ledger.post(db, kind="transfer", legs=[Leg(payer.id, -200, "USD"), Leg(payee.id, 200, "USD")])
+        ledger.post(
+            db, kind="transfer", legs=[Leg(payer.id, -200, "USD"), Leg(payee.id, 200, "USD")]
+        )
     assert ledger.balance_of(db, payer.id) == 800
     assert ledger.balance_of(db, payee.id) == 900

@@ -36,4 +36,4 @@ def test_limit_breach_names_the_limit():
     assert limit_breach(-1, no_negative=True, max_balance=None) == "negative"
     assert limit_breach(50_001, no_negative=True, max_balance=50_000) == "maximum"
     assert limit_breach(50_000, no_negative=True, max_balance=50_000) is None
-    assert limit_breach(-10**9, no_negative=False, max_balance=None) is None
+    assert limit_breach(-(10**9), no_negative=False, max_balance=None) is None

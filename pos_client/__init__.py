@@ -1,0 +1,1 @@
+"""The cashier's POS terminal program: NFC reader, barcode scanner and receipt printer."""
