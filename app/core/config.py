@@ -22,7 +22,7 @@ def normalise_database_url(url: str) -> str:
 def from_environment() -> dict:
     env = os.environ
     return {
-        #: SQLAlchemy URL: SQLite under instance/ by default, postgresql+psycopg://... in production.
+        #: SQLAlchemy URL: SQLite under instance/ by default; PostgreSQL in production.
         "DATABASE_URL": normalise_database_url(env.get("DATABASE_URL") or _sqlite_default()),
         #: Hot (receive-only) accounts spread their cached balance over this many rows.
         "LEDGER_HOT_ACCOUNT_SHARDS": int(env.get("OMNICARD_HOT_ACCOUNT_SHARDS", "64")),
