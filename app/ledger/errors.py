@@ -35,3 +35,9 @@ class BalanceLimitExceeded(DomainError):
     code = "balance_limit_exceeded"
     http_status = 409
     message = "This would take the balance above its maximum."
+
+
+class AccountFrozen(DomainError):
+    code = "account_frozen"
+    http_status = 409
+    message = "This account is frozen and takes no more postings."

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -45,7 +46,8 @@ class Account(Base):
         CheckConstraint("max_balance IS NULL OR balance <= max_balance", "max_balance"),
         # Only an account with no limit to check may spread its balance over shards.
         CheckConstraint(
-            "shard_count = 1 OR (NOT no_negative AND max_balance IS NULL)", "sharded_unlimited"
+            "shard_count = 1 OR (NOT no_negative AND max_balance IS NULL AND NOT frozen)",
+            "sharded_unlimited",
         ),
     )
 
@@ -58,6 +60,8 @@ class Account(Base):
     type: Mapped[str] = mapped_column(String(16))
     #: The balance must never go below zero (a shopper's card, a shopper's Stars).
     no_negative: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: A frozen account refuses every posting (a card reported lost).
+    frozen: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     #: The most the balance may hold, if limited.
     max_balance: Mapped[int | None] = mapped_column(BigInteger)
     #: 1 for an ordinary account; more for a hot account whose cached balance is the

@@ -16,10 +16,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, func, insert, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.core.types import utcnow
 from app.ledger.errors import (
+    AccountFrozen,
     AccountNotFound,
     BalanceLimitExceeded,
     InsufficientFunds,
@@ -99,7 +101,7 @@ _LOAD = select(accounts.c.id, accounts.c.unit, accounts.c.shard_count).where(
 
 _CHANGE_LIMITED = text(
     "UPDATE ledger_accounts SET balance = balance + :delta "
-    "WHERE id = :id "
+    "WHERE id = :id AND NOT frozen "
     "AND (NOT no_negative OR balance + :delta >= 0) "
     "AND (max_balance IS NULL OR balance + :delta <= max_balance) "
     "RETURNING balance"
@@ -137,7 +139,7 @@ def post(
     """Write one balanced transaction and its postings, and update the cached balances.
 
     Raises InvalidPosting, UnbalancedTransaction, AccountNotFound, UnitMismatch,
-    InsufficientFunds, BalanceLimitExceeded. On any of them nothing has been written
+    InsufficientFunds, BalanceLimitExceeded, AccountFrozen. On any of them nothing has been written
     that the caller's rollback would not undo; the caller should roll back.
     """
     check_legs(legs)
@@ -165,7 +167,7 @@ def post(
             continue
         try:
             balances[account_id] = _change_limited(session, account_id, delta)
-        except (InsufficientFunds, BalanceLimitExceeded):
+        except (InsufficientFunds, BalanceLimitExceeded, AccountFrozen):
             for done_id in balances:
                 session.execute(_UNDO_LIMITED, {"id": done_id, "delta": net[done_id]})
             raise
@@ -206,10 +208,14 @@ def _change_limited(session: Session, account_id: int, delta: int) -> int:
         return new_balance
     # The conditional update refused: say which limit, from the row we now hold locked.
     row = session.execute(
-        select(accounts.c.balance, accounts.c.no_negative, accounts.c.max_balance)
+        select(
+            accounts.c.balance, accounts.c.no_negative, accounts.c.max_balance, accounts.c.frozen
+        )
         .where(accounts.c.id == account_id)
         .with_for_update()
     ).one()
+    if row.frozen:
+        raise AccountFrozen(account_id=account_id)
     breach = limit_breach(
         row.balance + delta, no_negative=row.no_negative, max_balance=row.max_balance
     )
@@ -250,3 +256,33 @@ def reverse(
         raise AccountNotFound("No such transaction.", transaction_id=transaction_id)
     legs = [Leg(r.account_id, -r.amount, r.unit) for r in rows]
     return post(session, kind=kind, legs=legs, reverses_id=transaction_id, **context)
+
+
+def freeze(session: Session, account_id: int) -> None:
+    """From now on the account refuses every posting, in whichever transaction comes next."""
+    session.execute(
+        text("UPDATE ledger_accounts SET frozen = true WHERE id = :id AND shard_count = 1"),
+        {"id": account_id},
+    )
+
+
+def account_by_code(session: Session, code: str) -> Account | None:
+    return session.scalar(select(Account).where(Account.code == code))
+
+
+def system_account(session: Session, code: str, **spec) -> Account:
+    """The account with this code, opened with ``spec`` the first time anyone asks.
+
+    Two requests asking at once both end up with the one account.
+    """
+    account = account_by_code(session, code)
+    if account is not None:
+        return account
+    try:
+        with session.begin_nested():
+            return open_account(session, code=code, **spec)
+    except IntegrityError:
+        account = account_by_code(session, code)
+        if account is None:
+            raise
+        return account

@@ -6,6 +6,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from app.ledger import services as ledger
 from app.ledger.errors import (
+    AccountFrozen,
     AccountNotFound,
     BalanceLimitExceeded,
     InsufficientFunds,
@@ -132,3 +133,13 @@ def test_refused_transfer_between_limited_accounts_leaves_no_trace(db, funding, 
         )
     assert ledger.balance_of(db, payer.id) == 800
     assert ledger.balance_of(db, payee.id) == 900
+
+
+def test_frozen_account_refuses_every_posting_and_frozen_wins_the_diagnosis(db, funding, card):
+    fund(db, funding, card, 900)
+    ledger.freeze(db, card.id)
+    with pytest.raises(AccountFrozen):
+        fund(db, funding, card, 100)
+    with pytest.raises(AccountFrozen):
+        ledger.post(db, kind="sale", legs=[Leg(card.id, -100, "USD"), Leg(funding.id, 100, "USD")])
+    assert ledger.balance_of(db, card.id) == 900
