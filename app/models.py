@@ -1,16 +1,41 @@
 """Every table of Omnicard, imported in one place for Alembic and the tests."""
 
+from app.auth.models import AuthToken, Staff
+from app.cards.models import AutoReload, Card, CardBatch, PayCode
+from app.catalog.models import Product, ProductTag
 from app.core.db import Base
 from app.core.idempotency import IdempotencyRecord
+from app.core.throttle import FailedAttempt
+from app.customers.models import Customer
 from app.ledger.models import Account, BalanceShard, LedgerTransaction, Posting
+from app.payments.models import TopUp
+from app.sales.models import Refund, Sale, SaleLine, SaleTender
+from app.stores.models import Device, Store
 
 metadata = Base.metadata
 
 __all__ = [
     "Account",
+    "AuthToken",
+    "AutoReload",
     "BalanceShard",
+    "Card",
+    "CardBatch",
+    "Customer",
+    "Device",
+    "FailedAttempt",
     "IdempotencyRecord",
     "LedgerTransaction",
+    "PayCode",
     "Posting",
+    "Product",
+    "ProductTag",
+    "Refund",
+    "Sale",
+    "SaleLine",
+    "SaleTender",
+    "Staff",
+    "Store",
+    "TopUp",
     "metadata",
 ]

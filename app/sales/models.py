@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.core.db import Base
+from app.core.types import BigId, Json, UtcDateTime, utcnow
+
+
+class Sale(Base):
+    """A purchase at a till, priced by the server, paid by one or more tenders."""
+
+    __tablename__ = "sales"
+    __table_args__ = (CheckConstraint("total_minor >= 0", "total"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    store_id: Mapped[int] = mapped_column(ForeignKey("stores.id"), index=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"))
+    cashier_id: Mapped[int] = mapped_column(ForeignKey("staff.id"))
+    #: The shopper, when a card identified one (a registered card).
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    #: The card presented, if any (it may be an unregistered gift card).
+    card_id: Mapped[int | None] = mapped_column(ForeignKey("cards.id"), index=True)
+    #: How the card was presented: ``card_number``, ``nfc_uid`` or ``pay_code``.
+    identified_by: Mapped[str | None] = mapped_column(String(12))
+    currency: Mapped[str] = mapped_column(String(3))
+    total_minor: Mapped[int] = mapped_column(BigInteger)
+    stars_earned: Mapped[int] = mapped_column(BigInteger, default=0)
+    ledger_transaction_id: Mapped[int] = mapped_column(ForeignKey("ledger_transactions.id"))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    lines: Mapped[list[SaleLine]] = relationship(order_by="SaleLine.line_no")
+    tenders: Mapped[list[SaleTender]] = relationship(order_by="SaleTender.id")
+
+
+class SaleLine(Base):
+    __tablename__ = "sale_lines"
+    __table_args__ = (
+        UniqueConstraint("sale_id", "line_no"),
+        CheckConstraint("quantity > 0", "quantity"),
+        CheckConstraint("refunded_quantity BETWEEN 0 AND quantity", "refunded"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    sale_id: Mapped[int] = mapped_column(ForeignKey("sales.id"))
+    line_no: Mapped[int]
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id"))
+    sku: Mapped[str] = mapped_column(String(40))
+    name: Mapped[str] = mapped_column(String(200))
+    quantity: Mapped[int]
+    unit_price_minor: Mapped[int] = mapped_column(BigInteger)
+    line_total_minor: Mapped[int] = mapped_column(BigInteger)
+    #: The Stars this line earned; a refund of the line takes exactly these back.
+    stars_earned: Mapped[int] = mapped_column(BigInteger, default=0)
+    refunded_quantity: Mapped[int] = mapped_column(default=0)
+
+
+class SaleTender(Base):
+    __tablename__ = "sale_tenders"
+    __table_args__ = (
+        CheckConstraint("type IN ('card_balance','cash','bank_card')", "type"),
+        CheckConstraint("amount_minor > 0", "amount"),
+        CheckConstraint("refunded_minor BETWEEN 0 AND amount_minor", "refunded"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    sale_id: Mapped[int] = mapped_column(ForeignKey("sales.id"), index=True)
+    type: Mapped[str] = mapped_column(String(12))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    refunded_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Refund(Base):
+    __tablename__ = "refunds"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    sale_id: Mapped[int] = mapped_column(ForeignKey("sales.id"), index=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"))
+    cashier_id: Mapped[int] = mapped_column(ForeignKey("staff.id"))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    #: Stars taken back from the shopper's balance.
+    stars_taken_back: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: Stars the lines earned that had been spent already: now owed by the shopper.
+    stars_owed: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: [{sku, quantity, amount_minor, stars}] and [{type, amount_minor}].
+    lines: Mapped[list] = mapped_column(Json)
+    tenders: Mapped[list] = mapped_column(Json)
+    ledger_transaction_id: Mapped[int] = mapped_column(ForeignKey("ledger_transactions.id"))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
