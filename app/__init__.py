@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, g
+from flask import Flask
 
 from app.core import api as core_api
 from app.core import config, db
@@ -21,24 +21,29 @@ def create_app(overrides: dict | None = None) -> Flask:
     api = core_api.init_app(app)
 
     from app import demo
+    from app.auth import api as auth_api
+    from app.auth import cli as auth_cli
+    from app.cards import api as cards_api
+    from app.catalog import api as catalog_api
     from app.core import cli as core_cli
+    from app.customers import api as customers_api
     from app.ledger import cli as ledger_cli
+    from app.payments import cli as payments_cli
+    from app.sales import api as sales_api
+    from app.stores import api as stores_api
     from app.system import api as system_api
 
-    core_cli.init_app(app)
-    ledger_cli.init_app(app)
-    demo.init_app(app)
-    api.register_blueprint(system_api.blp)
-
-    @app.after_request
-    def _commit_or_roll_back(response):
-        # The request commits once, at the end, and only if it succeeded.
-        s = g.get("db_session")
-        if s is not None:
-            if response.status_code < 400:
-                s.commit()
-            else:
-                s.rollback()
-        return response
+    for part in (core_cli, ledger_cli, auth_cli, payments_cli, demo):
+        part.init_app(app)
+    for module in (
+        system_api,
+        auth_api,
+        customers_api,
+        cards_api,
+        sales_api,
+        catalog_api,
+        stores_api,
+    ):
+        api.register_blueprint(module.blp)
 
     return app

@@ -22,19 +22,63 @@ class Api(flask_smorest.Api):
 
 class Blueprint(flask_smorest.Blueprint):
     def errors(self, *error_classes: type[DomainError]):
-        """Document the domain errors a view can answer, grouped by HTTP status."""
-        by_status: dict[int, list[type[DomainError]]] = {}
-        for cls in error_classes:
-            by_status.setdefault(cls.http_status, []).append(cls)
+        """Document the domain errors a view can answer, one entry per HTTP status listing
+        every code; several ``errors`` (and ``requires``, ``idempotent``) add up."""
 
         def decorator(func):
-            for status, classes in sorted(by_status.items()):
-                codes = ", ".join(f"`{c.code}`" for c in classes)
+            known = list(getattr(func, "_domain_errors", ()))
+            known += [cls for cls in error_classes if cls not in known]
+            by_status: dict[int, list[str]] = {}
+            for cls in known:
+                by_status.setdefault(cls.http_status, []).append(f"`{cls.code}`")
+            for status, codes in sorted(by_status.items()):
                 phrase = HTTPStatus(status).phrase
                 func = self.alt_response(
-                    status, schema=ErrorSchema, description=f"{phrase}: {codes}"
+                    status, schema=ErrorSchema, description=f"{phrase}: {', '.join(codes)}"
                 )(func)
+                documented = func._apidoc["response"]["responses"]
+                documented[status] = documented[status][-1:]  # the merged entry only
+            func._domain_errors = known
             return func
+
+        return decorator
+
+    def idempotent(self, *, resumable: bool = False):
+        """Require an ``Idempotency-Key`` (see ``app.core.idempotency``), documented."""
+        from app.auth.principal import current_principal
+        from app.core.idempotency import (
+            IdempotencyKeyMissing,
+            IdempotencyKeyReused,
+            RequestInProgress,
+            idempotent,
+        )
+
+        header = {
+            "in": "header",
+            "name": "Idempotency-Key",
+            "required": True,
+            "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+            "description": "Unique per intended change: a retry with the same key and body "
+            "returns the first answer and changes nothing more.",
+        }
+
+        def decorator(func):
+            func = self.errors(IdempotencyKeyMissing, IdempotencyKeyReused, RequestInProgress)(func)
+            func = self.doc(parameters=[header])(func)
+            return idempotent(lambda: current_principal().key, resumable=resumable)(func)
+
+        return decorator
+
+    def requires(self, *kinds: str, role: str | None = None, device_kind: str | None = None):
+        """Who may call the view (see ``app.auth.principal.requires``), documented in the
+        OpenAPI document with the bearer scheme and the 401/403 answers."""
+        from app.auth.errors import Forbidden, Unauthenticated
+        from app.auth.principal import requires
+
+        def decorator(func):
+            func = self.errors(Unauthenticated, Forbidden)(func)
+            func = self.doc(security=[{"bearerAuth": []}])(func)
+            return requires(*kinds, role=role, device_kind=device_kind)(func)
 
         return decorator
 
@@ -58,6 +102,14 @@ def init_app(app: Flask) -> Api:
         },
     )
     api = Api(app)
+    api.spec.components.security_scheme(
+        "bearerAuth",
+        {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A login token, a device secret, or a cashier session token.",
+        },
+    )
 
     @app.route("/docs/static/<path:filename>")
     def swagger_ui_static(filename: str):

@@ -19,6 +19,16 @@ def normalise_database_url(url: str) -> str:
     return url
 
 
+def _int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise SystemExit(f"{name} must be a whole number, not {value!r}") from None
+
+
 def from_environment() -> dict:
     env = os.environ
     return {
@@ -28,4 +38,31 @@ def from_environment() -> dict:
         "LEDGER_HOT_ACCOUNT_SHARDS": int(env.get("OMNICARD_HOT_ACCOUNT_SHARDS", "64")),
         #: The currency of the retailer's cards.
         "CURRENCY": env.get("OMNICARD_CURRENCY", "USD"),
+        #: argon2id cost for passwords, PINs and card security codes (RFC 9106's second
+        #: recommended profile by default).
+        "ARGON2_TIME_COST": _int("OMNICARD_ARGON2_TIME_COST", 3),
+        "ARGON2_MEMORY_KIB": _int("OMNICARD_ARGON2_MEMORY_KIB", 64 * 1024),
+        #: How long logins and cashier sessions last.
+        "CUSTOMER_TOKEN_TTL_S": _int("OMNICARD_CUSTOMER_TOKEN_TTL_S", 30 * 86400),
+        "STAFF_TOKEN_TTL_S": _int("OMNICARD_STAFF_TOKEN_TTL_S", 12 * 3600),
+        "CASHIER_SESSION_TTL_S": _int("OMNICARD_CASHIER_SESSION_TTL_S", 12 * 3600),
+        #: Cards: the most a card may hold, and the smallest and largest top-up.
+        "CARD_MAX_BALANCE_MINOR": _int("OMNICARD_CARD_MAX_BALANCE_MINOR", 50_000),
+        "TOPUP_MIN_MINOR": _int("OMNICARD_TOPUP_MIN_MINOR", 500),
+        "TOPUP_MAX_MINOR": _int("OMNICARD_TOPUP_MAX_MINOR", 25_000),
+        #: The most one sale may take from a card identified by an NFC UID alone.
+        "NFC_UID_LIMIT_MINOR": _int("OMNICARD_NFC_UID_LIMIT_MINOR", 2_500),
+        #: Failed guesses allowed before a pause: card registration per shopper and per
+        #: client address each hour, per card each day; logins and PINs per 15 minutes.
+        "REGISTER_MAX_FAILURES_ACCOUNT": _int("OMNICARD_REGISTER_MAX_FAILURES_ACCOUNT", 5),
+        "REGISTER_MAX_FAILURES_IP": _int("OMNICARD_REGISTER_MAX_FAILURES_IP", 20),
+        "REGISTER_MAX_FAILURES_CARD": _int("OMNICARD_REGISTER_MAX_FAILURES_CARD", 5),
+        "LOGIN_MAX_FAILURES": _int("OMNICARD_LOGIN_MAX_FAILURES", 10),
+        #: Stars per whole currency unit paid from the card's balance, and otherwise.
+        "STARS_PER_UNIT_CARD": _int("OMNICARD_STARS_PER_UNIT_CARD", 2),
+        "STARS_PER_UNIT_OTHER": _int("OMNICARD_STARS_PER_UNIT_OTHER", 1),
+        #: Lifetime Stars that make a shopper Gold.
+        "GOLD_TIER_STARS": _int("OMNICARD_GOLD_TIER_STARS", 300),
+        #: The payment gateway for top-ups: ``sandbox`` behaves like a processor's test mode.
+        "PAYMENT_GATEWAY": env.get("OMNICARD_PAYMENT_GATEWAY", "sandbox"),
     }

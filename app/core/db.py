@@ -69,7 +69,29 @@ class Database:
 def init_app(app: Flask) -> None:
     db = Database(make_engine(app.config["DATABASE_URL"]))
     app.extensions["omnicard.db"] = db
+    app.after_request(_commit_or_roll_back)
     app.teardown_appcontext(_close_session)
+
+
+def after_commit(callback) -> None:
+    """Run ``callback()`` once this request's work has committed (not if it fails)."""
+    g.setdefault("after_commit", []).append(callback)
+
+
+def _commit_or_roll_back(response):
+    # The request commits once, at the end, and only if it succeeded; then what had to wait
+    # for the commit runs, each in its own transaction.
+    s = g.get("db_session")
+    callbacks = g.pop("after_commit", [])
+    if s is not None:
+        if response.status_code < 400:
+            s.commit()
+        else:
+            s.rollback()
+            callbacks = []
+    for callback in callbacks:
+        callback()
+    return response
 
 
 def database(app: Flask | None = None) -> Database:

@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from flask import Response, current_app, request
+from flask import Response, current_app, g, request
 from sqlalchemy import String, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -40,6 +40,12 @@ class IdempotencyKeyReused(DomainError):
     message = "This Idempotency-Key was already used for a different request."
 
 
+class RequestInProgress(DomainError):
+    code = "request_in_progress"
+    http_status = 409
+    message = "A request with this Idempotency-Key is still being carried out; retry shortly."
+
+
 class IdempotencyRecord(Base):
     __tablename__ = "idempotency_keys"
 
@@ -55,8 +61,11 @@ class IdempotencyRecord(Base):
 
 @dataclass(frozen=True)
 class Replay:
-    status_code: int
-    body: dict
+    """What the first request with the key answered; ``status_code`` None while unfinished
+    (the first request committed part of its work and has not answered yet)."""
+
+    status_code: int | None
+    body: dict | None
 
 
 def request_fingerprint(method: str, path: str, body: object) -> str:
@@ -101,11 +110,14 @@ def record(s: Session, principal: str, key: str, status_code: int, body: dict) -
     )
 
 
-def idempotent(principal_of):
+def idempotent(principal_of, *, resumable: bool = False):
     """Make a view idempotent per (principal, ``Idempotency-Key``).
 
-    ``principal_of()`` names the caller as ``kind:id``. Only successful answers are stored;
-    an error rolls the claim back with everything else, so the key may be tried again.
+    ``principal_of()`` names the caller as ``kind:id``. Only final successes (200, 201) are
+    stored; an error rolls the claim back with everything else, so the key may be tried
+    again. A ``resumable`` view may commit part of its work early (a top-up written down as
+    pending before the bank card is charged); a retry then runs the view again, which finds
+    its own earlier work through ``g.idempotency_key`` and carries on from there.
     """
 
     def decorator(view):
@@ -118,15 +130,18 @@ def idempotent(principal_of):
             body = request.get_json(silent=True)
             fingerprint = request_fingerprint(request.method, request.path, body)
             s = session()
+            g.idempotency_key = key
             replay = claim(s, principal, key, fingerprint)
-            if replay is not None:
+            if replay is not None and replay.status_code is None and not resumable:
+                raise RequestInProgress()
+            if replay is not None and replay.status_code is not None:
                 response = current_app.response_class(
                     json.dumps(replay.body), status=replay.status_code, mimetype="application/json"
                 )
                 response.headers["Idempotent-Replayed"] = "true"
                 return response
             response: Response = current_app.make_response(view(*args, **kwargs))
-            if response.status_code < 400:
+            if response.status_code in (200, 201):
                 record(s, principal, key, response.status_code, response.get_json())
             return response
 

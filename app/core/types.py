@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import JSON, BigInteger, DateTime, Integer
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import TypeDecorator
 
 #: 64-bit ids on PostgreSQL; SQLite only auto-increments a column declared INTEGER.
 BigId = BigInteger().with_variant(Integer, "sqlite")
@@ -11,8 +12,28 @@ BigId = BigInteger().with_variant(Integer, "sqlite")
 #: JSON everywhere, JSONB on PostgreSQL.
 Json = JSON().with_variant(JSONB, "postgresql")
 
+
+class _UtcDateTime(TypeDecorator):
+    """Timestamps in UTC, aware in Python on every database (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("Omnicard stores only time-zone-aware timestamps")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+
 #: Timestamps are stored with their time zone and always in UTC.
-UtcDateTime = DateTime(timezone=True)
+UtcDateTime = _UtcDateTime()
 
 
 def utcnow() -> datetime:

@@ -41,8 +41,6 @@ class TopUp(Base):
     trigger_sale_id: Mapped[int | None] = mapped_column(ForeignKey("sales.id"), unique=True)
     store_id: Mapped[int | None] = mapped_column(ForeignKey("stores.id"))
     device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id"))
-    ledger_transaction_id: Mapped[int | None] = mapped_column(
-        ForeignKey("ledger_transactions.id")
-    )
+    ledger_transaction_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_transactions.id"))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     settled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -28,13 +28,13 @@ from app.ledger.rules import Leg
 blp = Blueprint("probe", __name__, url_prefix="/v1/probe")
 
 
-class TransferSchema(ma.Schema):
+class ProbeTransferSchema(ma.Schema):
     from_account_id = ma.fields.Integer(required=True, strict=True)
     to_account_id = ma.fields.Integer(required=True, strict=True)
     amount = ma.fields.Integer(required=True, strict=True, validate=ma.validate.Range(min=1))
 
 
-class TransferResultSchema(ma.Schema):
+class ProbeResultSchema(ma.Schema):
     transaction_id = ma.fields.Integer()
     balance = ma.fields.Integer()
 
@@ -42,8 +42,8 @@ class TransferResultSchema(ma.Schema):
 @blp.route("/transfers")
 class Transfers(MethodView):
     @idempotent(lambda: "probe:1")
-    @blp.arguments(TransferSchema)
-    @blp.response(201, TransferResultSchema)
+    @blp.arguments(ProbeTransferSchema)
+    @blp.response(201, ProbeResultSchema)
     @blp.errors(InsufficientFunds, IdempotencyKeyMissing, IdempotencyKeyReused)
     def post(self, data):
         """Move money between two ledger accounts."""

@@ -1,0 +1,45 @@
+"""``flask staff create``: staff accounts are made here, not through the API."""
+
+import click
+from flask import Flask
+from flask.cli import AppGroup
+from sqlalchemy.exc import IntegrityError
+
+from app.auth import services as auth
+from app.core.db import session
+
+staff_cli = AppGroup("staff", help="Staff accounts.")
+
+
+@staff_cli.command("create")
+@click.option("--email", required=True)
+@click.option("--name", required=True)
+@click.option("--role", type=click.Choice(["admin", "cashier"]), required=True)
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
+              envvar="OMNICARD_STAFF_PASSWORD", help="Prompted for unless given by env.")  # fmt: skip
+@click.option("--staff-code", default=None, help="What a cashier types on the till.")
+@click.option("--pin", default=None, envvar="OMNICARD_STAFF_PIN", help="4-8 digits.")
+@click.option("--store-id", type=int, default=None, help="A cashier's store.")
+def create_command(email, name, role, password, staff_code, pin, store_id) -> None:
+    """Create a staff member (an admin, or a cashier of one store)."""
+    if len(password) < 10:
+        raise click.BadParameter("at least 10 characters", param_hint="--password")
+    if pin is not None and not (pin.isdigit() and 4 <= len(pin) <= 8):
+        raise click.BadParameter("4 to 8 digits", param_hint="--pin")
+    if role == "cashier" and (staff_code is None or pin is None or store_id is None):
+        raise click.UsageError("a cashier needs --staff-code, --pin and --store-id")
+    s = session()
+    try:
+        staff = auth.create_staff(
+            s, email=email, name=name, role=role, password=password, staff_code=staff_code,
+            pin=pin, store_id=store_id,
+        )  # fmt: skip
+        s.commit()
+    except IntegrityError:
+        s.rollback()
+        raise click.ClickException("that email or staff code is taken") from None
+    click.echo(f"created {role} {staff.email} (id {staff.id})")
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(staff_cli)

@@ -1,0 +1,155 @@
+"""Who is calling: resolved once per request from ``Authorization: Bearer <token>``.
+
+- a shopper (``customer``) or staff member (``staff``, role ``admin`` or ``cashier``) logged in
+  with email and password;
+- a device (``device``: a POS terminal or a kiosk) with the secret it was given at
+  registration, bound to one store;
+- a cashier signed in on a POS terminal (``cashier``), bound to that device, its store and
+  the cashier.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from dataclasses import dataclass
+
+from flask import g, request
+from sqlalchemy import select
+
+from app.auth.errors import Forbidden, Unauthenticated
+from app.auth.models import AuthToken, Staff
+from app.core.db import session
+from app.core.types import utcnow
+from app.stores.models import Device
+
+DEVICE_PREFIX = "ocd_"
+TOKEN_PREFIX = "oct_"
+
+
+@dataclass(frozen=True)
+class Principal:
+    kind: str
+    customer_id: int | None = None
+    staff_id: int | None = None
+    role: str | None = None
+    device_id: int | None = None
+    device_kind: str | None = None
+    store_id: int | None = None
+    token_id: int | None = None
+
+    @property
+    def key(self) -> str:
+        """Whose idempotency keys these are. A till's keys belong to the till, so a payment
+        retried after the cashier signs in again still replays."""
+        if self.kind == "customer":
+            return f"customer:{self.customer_id}"
+        if self.kind == "staff":
+            return f"staff:{self.staff_id}"
+        return f"device:{self.device_id}"
+
+    @property
+    def actor(self) -> str:
+        """Who did it, for the ledger and the audit trail."""
+        if self.kind == "cashier":
+            return f"staff:{self.staff_id}@device:{self.device_id}"
+        return self.key
+
+    @property
+    def channel(self) -> str:
+        return {"customer": "app", "staff": "admin"}.get(self.kind, self.device_kind or "pos")
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _bearer() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def _resolve(token: str) -> Principal | None:
+    s = session()
+    digest = hash_token(token)
+    if token.startswith(DEVICE_PREFIX):
+        device = s.scalar(select(Device).where(Device.secret_hash == digest))
+        if device is None or not device.active:
+            return None
+        return Principal(
+            "device", device_id=device.id, device_kind=device.kind, store_id=device.store_id
+        )
+    row = s.execute(
+        select(AuthToken, Staff.role, Staff.active)
+        .outerjoin(Staff, Staff.id == AuthToken.staff_id)
+        .where(AuthToken.token_hash == digest)
+    ).one_or_none()
+    if row is None:
+        return None
+    t, role, staff_active = row
+    if t.revoked_at is not None or t.expires_at <= utcnow():
+        return None
+    if t.kind == "customer":
+        return Principal("customer", customer_id=t.customer_id, token_id=t.id)
+    if not staff_active:
+        return None
+    if t.kind == "staff":
+        return Principal("staff", staff_id=t.staff_id, role=role, token_id=t.id)
+    device = s.get(Device, t.device_id)
+    if device is None or not device.active:
+        return None
+    return Principal(
+        "cashier",
+        staff_id=t.staff_id,
+        role=role,
+        device_id=device.id,
+        device_kind=device.kind,
+        store_id=device.store_id,
+        token_id=t.id,
+    )
+
+
+def current_principal() -> Principal:
+    """The caller. Raises Unauthenticated."""
+    if "principal" not in g:
+        token = _bearer()
+        g.principal = _resolve(token) if token else None
+    if g.principal is None:
+        raise Unauthenticated()
+    return g.principal
+
+
+def requires(*kinds: str, role: str | None = None, device_kind: str | None = None):
+    """Only callers of these kinds (``customer``, ``staff``, ``device``, ``cashier``) may call
+    the view; ``role`` narrows staff to admins, ``device_kind`` devices to POS or kiosks.
+
+    The decorated function's docstring gains a line that says who may call it.
+    """
+
+    def decorator(view):
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            p = current_principal()
+            if p.kind not in kinds:
+                raise Forbidden()
+            if role is not None and p.kind == "staff" and p.role != role:
+                raise Forbidden("Only an admin may do that.")
+            if device_kind is not None and p.kind == "device" and p.device_kind != device_kind:
+                raise Forbidden(f"Only a {device_kind} device may do that.")
+            return view(*args, **kwargs)
+
+        who = ", ".join(
+            f"{k} ({role})"
+            if k == "staff" and role
+            else f"{k} ({device_kind})"
+            if k == "device" and device_kind
+            else k
+            for k in kinds
+        )
+        wrapper.__doc__ = f"{(view.__doc__ or '').rstrip()}\n\nWho may call: {who}."
+        return wrapper
+
+    return decorator

@@ -1,0 +1,137 @@
+"""Logins, tokens and cashier sessions."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from app.auth.errors import InvalidCredentials, InvalidStaffPin
+from app.auth.models import AuthToken, Staff
+from app.auth.passwords import hash_secret, verify_secret
+from app.auth.principal import DEVICE_PREFIX, TOKEN_PREFIX, hash_token
+from app.core import throttle
+from app.core.types import utcnow
+from app.customers.models import Customer
+from app.stores.models import Device
+
+
+def normalise_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def issue_token(s: Session, kind: str, ttl_s: int, **owner) -> tuple[str, AuthToken]:
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    row = AuthToken(
+        token_hash=hash_token(token),
+        kind=kind,
+        expires_at=utcnow() + timedelta(seconds=ttl_s),
+        hint=token[-4:],
+        **owner,
+    )
+    s.add(row)
+    s.flush()
+    return token, row
+
+
+def new_device_secret() -> tuple[str, str]:
+    """A device secret and the hash that is stored."""
+    secret = DEVICE_PREFIX + secrets.token_urlsafe(32)
+    return secret, hash_token(secret)
+
+
+def _login_limits(email: str, client_ip: str) -> list:
+    most = current_app.config["LOGIN_MAX_FAILURES"]
+    return [("login:email", email, most, 900), ("login:ip", client_ip, most * 5, 900)]
+
+
+def log_in_customer(s: Session, email: str, password: str, client_ip: str):
+    """Raises InvalidCredentials, TooManyAttempts."""
+    email = normalise_email(email)
+    limits = _login_limits(email, client_ip)
+    throttle.refuse_if_over(s, limits)
+    customer = s.scalar(select(Customer).where(Customer.email == email))
+    if not verify_secret(customer.password_hash if customer else None, password):
+        throttle.record_failure(s, limits)
+        raise InvalidCredentials()
+    token, _ = issue_token(
+        s, "customer", current_app.config["CUSTOMER_TOKEN_TTL_S"], customer_id=customer.id
+    )
+    return token, customer
+
+
+def log_in_staff(s: Session, email: str, password: str, client_ip: str):
+    """Raises InvalidCredentials, TooManyAttempts."""
+    email = normalise_email(email)
+    limits = _login_limits(email, client_ip)
+    throttle.refuse_if_over(s, limits)
+    staff = s.scalar(select(Staff).where(Staff.email == email, Staff.active))
+    if not verify_secret(staff.password_hash if staff else None, password):
+        throttle.record_failure(s, limits)
+        raise InvalidCredentials()
+    token, _ = issue_token(s, "staff", current_app.config["STAFF_TOKEN_TTL_S"], staff_id=staff.id)
+    return token, staff
+
+
+def sign_in_cashier(s: Session, device: Device, staff_code: str, pin: str):
+    """A cashier session on ``device``: bound to it, its store and the cashier.
+
+    Raises InvalidStaffPin, TooManyAttempts.
+    """
+    most = current_app.config["LOGIN_MAX_FAILURES"]
+    limits = [("pin:device", str(device.id), most, 900), ("pin:code", staff_code, most, 900)]
+    throttle.refuse_if_over(s, limits)
+    staff = s.scalar(select(Staff).where(Staff.staff_code == staff_code, Staff.active))
+    ok = verify_secret(staff.pin_hash if staff else None, pin)
+    # A cashier works the tills of their own store; an admin may sign in anywhere.
+    if not ok or (staff.role == "cashier" and staff.store_id != device.store_id):
+        throttle.record_failure(s, limits)
+        raise InvalidStaffPin()
+    token, row = issue_token(
+        s,
+        "cashier",
+        current_app.config["CASHIER_SESSION_TTL_S"],
+        staff_id=staff.id,
+        device_id=device.id,
+    )
+    return token, row, staff
+
+
+def revoke(s: Session, token_id: int) -> None:
+    s.execute(
+        update(AuthToken)
+        .where(AuthToken.id == token_id, AuthToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+
+
+def create_staff(
+    s: Session,
+    *,
+    email: str,
+    name: str,
+    role: str,
+    password: str,
+    staff_code: str | None = None,
+    pin: str | None = None,
+    store_id: int | None = None,
+) -> Staff:
+    staff = Staff(
+        email=normalise_email(email),
+        name=name,
+        role=role,
+        password_hash=hash_secret(password),
+        staff_code=staff_code,
+        pin_hash=hash_secret(pin) if pin else None,
+        store_id=store_id,
+    )
+    s.add(staff)
+    s.flush()
+    return staff
+
+
+def email_in_use(s: Session, email: str) -> bool:
+    return bool(s.scalar(select(func.count()).select_from(Customer).where(Customer.email == email)))

@@ -1,0 +1,384 @@
+"""Cards: read, activity, top-ups, transfers, report lost, auto-reload, NFC, pay codes."""
+
+from __future__ import annotations
+
+from flask import g, request
+from flask.views import MethodView
+from sqlalchemy import select
+
+from app.auth.errors import TooManyAttempts
+from app.auth.principal import current_principal
+from app.cards import schemas
+from app.cards import services as cards
+from app.cards.errors import (
+    AmountOutOfRange,
+    CardFrozen,
+    CardNotFound,
+    CurrencyMismatch,
+    CustomerNotIdentified,
+    InvalidCardDetails,
+    InvalidNfcUid,
+    NfcUidInUse,
+    SameCard,
+)
+from app.cards.models import AutoReload, Card
+from app.core.api import Blueprint
+from app.core.db import session
+from app.core.errors import ValidationFailed
+from app.core.schemas import PageArgsSchema, decode_cursor, money
+from app.ledger.errors import AccountFrozen, BalanceLimitExceeded, InsufficientFunds
+from app.ledger.models import LedgerTransaction, Posting
+from app.payments import services as payments
+from app.payments.errors import PaymentDeclined, TopUpNotLoaded
+from app.payments.models import TopUp
+from app.stores.models import Store
+
+blp = Blueprint(
+    "cards",
+    __name__,
+    url_prefix="/v1",
+    description="A shopper's cards: balances, activity, top-ups, transfers, lost cards.",
+)
+
+
+def card_out(card: Card) -> dict:
+    return schemas.card_body(card, cards.card_balance(session(), card), cards.currency())
+
+
+def visible_card(card_id: int) -> Card:
+    """The card, if the caller may see it: its owner, or an admin. Raises CardNotFound."""
+    p = current_principal()
+    if p.kind == "customer":
+        return cards.owned_card(session(), card_id, p.customer_id)
+    return cards.load_card(session(), card_id)
+
+
+@blp.route("/cards/<int:card_id>")
+class CardView(MethodView):
+    @blp.requires("customer", "staff", role="admin")
+    @blp.response(200, schemas.CardSchema)
+    @blp.errors(CardNotFound)
+    def get(self, card_id):
+        """A card and its balance."""
+        return card_out(visible_card(card_id))
+
+
+@blp.route("/cards/<int:card_id>/activity")
+class CardActivity(MethodView):
+    @blp.requires("customer", "staff", role="admin")
+    @blp.arguments(PageArgsSchema, location="query")
+    @blp.response(200, schemas.ActivityPageSchema)
+    @blp.errors(CardNotFound)
+    def get(self, args, card_id):
+        """Everything that moved the card's balance, newest first, a page at a time."""
+        card = visible_card(card_id)
+        query = (
+            select(Posting, LedgerTransaction)
+            .join(LedgerTransaction, LedgerTransaction.id == Posting.transaction_id)
+            .where(Posting.account_id == card.account_id)
+            .order_by(Posting.id.desc())
+            .limit(args["limit"] + 1)
+        )
+        below = decode_cursor(args["cursor"])
+        if below is not None:
+            query = query.where(Posting.id < below)
+        rows = session().execute(query).all()
+        items = [
+            {
+                "id": posting.id,
+                "transaction_id": tx.id,
+                "kind": tx.kind,
+                "channel": tx.channel,
+                "amount": money(posting.amount, posting.unit),
+                "created_at": tx.created_at,
+            }
+            for posting, tx in rows[: args["limit"]]
+        ]
+        more = len(rows) > args["limit"]
+        return {"items": items, "next_cursor": str(items[-1]["id"]) if more else None}
+
+
+def top_up_out(top_up: TopUp, card: Card) -> dict:
+    return {
+        "id": top_up.id,
+        "card_id": top_up.card_id,
+        "amount": money(top_up.amount_minor, top_up.currency),
+        "status": top_up.status,
+        "source": top_up.source,
+        "decline_code": top_up.decline_code,
+        "card_balance": money(cards.card_balance(session(), card), cards.currency()),
+        "created_at": top_up.created_at,
+    }
+
+
+@blp.route("/cards/<int:card_id>/top-ups")
+class CardTopUps(MethodView):
+    @blp.requires("customer", "cashier")
+    @blp.idempotent(resumable=True)
+    @blp.arguments(schemas.TopUpRequestSchema)
+    @blp.response(201, schemas.TopUpSchema)
+    @blp.alt_response(202, schema=schemas.TopUpSchema, success=True,
+                      description="The gateway did not answer in time: the top-up is pending "
+                      "and is settled by a retry with the same Idempotency-Key or by "
+                      "`flask payments settle`; it is never credited twice.")  # fmt: skip
+    @blp.errors(CardNotFound, CardFrozen, CurrencyMismatch, AmountOutOfRange)
+    @blp.errors(BalanceLimitExceeded, PaymentDeclined, TopUpNotLoaded, ValidationFailed)
+    def post(self, data, card_id):
+        """Load money onto a card.
+
+        A shopper pays with a bank card through the payment gateway (`payment_token`); a
+        cashier takes `cash` or a `bank_card` at the till (`tender`), for any card presented,
+        registered or not (a gift card). Top-ups earn no Stars.
+        """
+        p = current_principal()
+        s = session()
+        amount = data["amount"]
+        if p.kind == "cashier":
+            if data["tender"] is None or data["payment_token"] is not None:
+                raise ValidationFailed(fields={"tender": ["A cashier gives the tender."]})
+            card = cards.load_card(s, card_id)
+            top_up = payments.top_up_at_till(
+                s, card=card, amount=amount["amount"], tender=data["tender"],
+                store=s.get(Store, p.store_id), device_id=p.device_id, principal=p,
+                idempotency_key=g.idempotency_key,
+            )  # fmt: skip
+            return top_up_out(top_up, card)
+
+        if data["payment_token"] is None or data["tender"] is not None:
+            raise ValidationFailed(fields={"payment_token": ["A shopper pays with a token."]})
+        card = cards.owned_card(s, card_id, p.customer_id)
+        earlier = s.scalar(
+            select(TopUp).where(
+                TopUp.principal == p.key, TopUp.idempotency_key == g.idempotency_key
+            )
+        )
+        if earlier is None:
+            cards.check_currency(amount["currency"])
+            payments.check_top_up_amount(s, card, amount["amount"], amount["currency"])
+            top_up = payments.begin_gateway_top_up(
+                s, card=card, amount=amount["amount"], token=data["payment_token"],
+                channel=request.headers.get("X-Omnicard-Channel", "app")[:10],
+                principal=p.key, idempotency_key=g.idempotency_key,
+            )  # fmt: skip
+            s.commit()  # written down before the card is charged
+            result = payments.charge(top_up)
+        else:
+            top_up = earlier
+            result = payments.look_up(top_up) if top_up.status == "pending" else None
+        top_up = payments.settle(s, top_up.id, result)
+        if top_up.status == "declined":
+            s.commit()
+            if top_up.decline_code in (BalanceLimitExceeded.code, AccountFrozen.code):
+                raise TopUpNotLoaded(top_up_id=top_up.id, reason=top_up.decline_code)
+            raise PaymentDeclined(top_up_id=top_up.id, decline_code=top_up.decline_code)
+        body = top_up_out(top_up, card)
+        return (body, 201) if top_up.status == "succeeded" else (body, 202)
+
+
+@blp.route("/top-ups/<int:top_up_id>")
+class TopUpView(MethodView):
+    @blp.requires("customer")
+    @blp.response(200, schemas.TopUpSchema)
+    @blp.errors(CardNotFound)
+    def get(self, top_up_id):
+        """A top-up of one's own: see a pending one settle."""
+        p = current_principal()
+        top_up = session().get(TopUp, top_up_id)
+        if top_up is None:
+            raise CardNotFound("No such top-up.")
+        card = cards.owned_card(session(), top_up.card_id, p.customer_id)
+        return top_up_out(top_up, card)
+
+
+@blp.route("/cards/<int:card_id>/transfers")
+class CardTransfers(MethodView):
+    @blp.requires("customer")
+    @blp.idempotent()
+    @blp.arguments(schemas.TransferRequestSchema)
+    @blp.response(201, schemas.TransferSchema)
+    @blp.errors(CardNotFound, CardFrozen, SameCard, CurrencyMismatch, InsufficientFunds,
+                BalanceLimitExceeded, AccountFrozen)  # fmt: skip
+    def post(self, data, card_id):
+        """Move balance from this card to another card of one's own."""
+        p = current_principal()
+        s = session()
+        source = cards.owned_card(s, card_id, p.customer_id)
+        target = cards.owned_card(s, data["to_card_id"], p.customer_id)
+        cards.check_currency(data["amount"]["currency"])
+        transaction_id = cards.transfer_between(
+            s, source, target, data["amount"]["amount"], actor=p.actor
+        )
+        return {
+            "transaction_id": transaction_id,
+            "amount": data["amount"],
+            "from_card": card_out(source),
+            "to_card": card_out(target),
+        }
+
+
+@blp.route("/cards/<int:card_id>/report-lost")
+class CardReportLost(MethodView):
+    @blp.requires("customer")
+    @blp.idempotent()
+    @blp.response(200, schemas.ReportLostSchema)
+    @blp.errors(CardNotFound, CardFrozen)
+    def post(self, card_id):
+        """Freeze a lost card for good; its whole balance moves to a new digital card."""
+        p = current_principal()
+        s = session()
+        card = cards.owned_card(s, card_id, p.customer_id)
+        replacement = cards.report_lost(s, card, actor=p.actor)
+        s.refresh(card)
+        return {"lost_card": card_out(card), "replacement_card": card_out(replacement)}
+
+
+@blp.route("/cards/<int:card_id>/primary")
+class CardPrimary(MethodView):
+    @blp.requires("customer")
+    @blp.response(200, schemas.CardSchema)
+    @blp.errors(CardNotFound, CardFrozen)
+    def put(self, card_id):
+        """Make this card the primary one (the default for pay codes and the app)."""
+        p = current_principal()
+        card = cards.owned_card(session(), card_id, p.customer_id)
+        return card_out(cards.make_primary(session(), card))
+
+
+def auto_reload_out(rule: AutoReload) -> dict:
+    c = cards.currency()
+    return {
+        "card_id": rule.card_id,
+        "threshold": money(rule.threshold_minor, c),
+        "amount": money(rule.amount_minor, c),
+        "enabled": rule.enabled,
+    }
+
+
+@blp.route("/cards/<int:card_id>/auto-reload")
+class CardAutoReload(MethodView):
+    @blp.requires("customer")
+    @blp.arguments(schemas.AutoReloadRequestSchema)
+    @blp.response(200, schemas.AutoReloadSchema)
+    @blp.errors(CardNotFound, CardFrozen, CurrencyMismatch, AmountOutOfRange)
+    def put(self, data, card_id):
+        """'When this card drops below `threshold`, add `amount`' from a saved bank card.
+
+        It fires once, after the sale that took the balance below the threshold; if the
+        charge fails, the sale still stands.
+        """
+        p = current_principal()
+        s = session()
+        card = cards.owned_card(s, card_id, p.customer_id)
+        cards.require_active(card)
+        for field in ("threshold", "amount"):
+            cards.check_currency(data[field]["currency"])
+        from flask import current_app
+
+        cfg = current_app.config
+        if not cfg["TOPUP_MIN_MINOR"] <= data["amount"]["amount"] <= cfg["TOPUP_MAX_MINOR"]:
+            raise AmountOutOfRange(minimum=cfg["TOPUP_MIN_MINOR"], maximum=cfg["TOPUP_MAX_MINOR"])
+        rule = s.get(AutoReload, card.id) or AutoReload(card_id=card.id)
+        rule.threshold_minor = data["threshold"]["amount"]
+        rule.amount_minor = data["amount"]["amount"]
+        rule.payment_token = data["payment_token"]
+        rule.enabled = data["enabled"]
+        s.add(rule)
+        s.flush()
+        return auto_reload_out(rule)
+
+    @blp.requires("customer")
+    @blp.response(204)
+    @blp.errors(CardNotFound)
+    def delete(self, card_id):
+        """Turn auto-reload off and forget its saved payment token."""
+        p = current_principal()
+        s = session()
+        card = cards.owned_card(s, card_id, p.customer_id)
+        rule = s.get(AutoReload, card.id)
+        if rule is not None:
+            s.delete(rule)
+            s.flush()
+
+
+@blp.route("/cards/<int:card_id>/nfc")
+class CardNfc(MethodView):
+    @blp.requires("cashier", "staff", role="admin")
+    @blp.arguments(schemas.BindNfcSchema)
+    @blp.response(200, schemas.CardSchema)
+    @blp.errors(CardNotFound, CardFrozen, InvalidNfcUid, NfcUidInUse)
+    def put(self, data, card_id):
+        """Bind an NFC card or wristband to this card, at the till or by staff.
+
+        A UID alone identifies the card but is easy to copy, so it pays at most
+        `NFC_UID_LIMIT_MINOR` (25.00 by default) in one sale; above that the till must scan
+        the app's pay code or the card itself.
+        """
+        card = cards.load_card(session(), card_id)
+        return card_out(cards.bind_nfc(session(), card, data["uid"]))
+
+
+@blp.route("/me/cards")
+class MyCards(MethodView):
+    @blp.requires("customer")
+    @blp.arguments(schemas.RegisterCardSchema)
+    @blp.response(201, schemas.CardSchema)
+    @blp.errors(InvalidCardDetails, TooManyAttempts)
+    def post(self, data):
+        """Register a physical card (number and security code) to one's account."""
+        p = current_principal()
+        card = cards.register_card(
+            session(), customer_id=p.customer_id, number=data["number"],
+            security_code=data["security_code"], client_ip=request.remote_addr or "unknown",
+        )  # fmt: skip
+        return card_out(card)
+
+
+@blp.route("/me/pay-codes")
+class MyPayCodes(MethodView):
+    @blp.requires("customer")
+    @blp.arguments(schemas.PayCodeRequestSchema)
+    @blp.response(201, schemas.PayCodeSchema)
+    @blp.errors(CardNotFound, CardFrozen)
+    def post(self, data):
+        """A code that pays from one card, once, for about a minute: show it at the till."""
+        p = current_principal()
+        s = session()
+        if data["card_id"] is None:
+            card = s.scalar(select(Card).where(Card.customer_id == p.customer_id, Card.is_primary))
+            if card is None:
+                raise CardNotFound("No primary card.")
+        else:
+            card = cards.owned_card(s, data["card_id"], p.customer_id)
+        code, pay_code = cards.issue_pay_code(s, card)
+        return {"code": code, "card_id": card.id, "expires_at": pay_code.expires_at}
+
+
+@blp.route("/pos/lookups")
+class CardLookup(MethodView):
+    @blp.requires("cashier")
+    @blp.arguments(schemas.CardLookupRequestSchema)
+    @blp.response(200, schemas.CardSchema)
+    @blp.errors(CustomerNotIdentified, CardFrozen)
+    def post(self, data):
+        """Find the card a shopper presents (its number or an NFC tag), e.g. to load it."""
+        card, _ = cards.identify(session(), **data)
+        return card_out(card)
+
+
+@blp.route("/admin/card-batches")
+class CardBatches(MethodView):
+    @blp.requires("staff", role="admin")
+    @blp.arguments(schemas.BatchRequestSchema)
+    @blp.response(201, schemas.BatchSchema)
+    def post(self, data):
+        """Issue a batch of physical gift cards. Their security codes are shown only now."""
+        p = current_principal()
+        issued = cards.issue_batch(
+            session(), staff_id=p.staff_id, size=data["size"], note=data["note"]
+        )
+        return {
+            "batch_id": issued[0][0].batch_id,
+            "cards": [
+                {"id": c.id, "number": c.number, "security_code": code} for c, code in issued
+            ],
+        }

@@ -1,0 +1,311 @@
+"""Cards: issuing, registering, binding NFC tags, pay codes, reporting lost, moving balance."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from app.auth.passwords import hash_secret, verify_secret
+from app.auth.principal import hash_token
+from app.cards import numbers
+from app.cards.errors import (
+    AmountOutOfRange,
+    CardFrozen,
+    CardNotFound,
+    CurrencyMismatch,
+    CustomerNotIdentified,
+    InvalidCardDetails,
+    InvalidNfcUid,
+    NfcUidInUse,
+    PayCodeInvalid,
+    SameCard,
+)
+from app.cards.models import Card, CardBatch, PayCode
+from app.core import throttle
+from app.core.types import utcnow
+from app.ledger import services as ledger
+from app.ledger.rules import Leg
+
+PAY_CODE_LIFETIME = timedelta(seconds=60)
+
+
+def currency() -> str:
+    return current_app.config["CURRENCY"]
+
+
+def issue_card(
+    s: Session,
+    *,
+    kind: str,
+    customer_id: int | None = None,
+    primary: bool = False,
+    security_code: str | None = None,
+    batch_id: int | None = None,
+) -> Card:
+    """A new card with its own ledger account, limited to the configured maximum balance."""
+    for _ in range(5):
+        number = numbers.new_card_number()
+        if s.scalar(select(Card.id).where(Card.number == number)) is None:
+            break
+    else:  # pragma: no cover - 10^14 numbers
+        raise RuntimeError("could not find a free card number")
+    account = ledger.open_account(
+        s,
+        code=f"card:{number}",
+        name=f"Card ending {number[-4:]}",
+        unit=currency(),
+        type="liability",
+        no_negative=True,
+        max_balance=current_app.config["CARD_MAX_BALANCE_MINOR"],
+    )
+    card = Card(
+        number=number,
+        kind=kind,
+        status="active",
+        customer_id=customer_id,
+        is_primary=primary,
+        account_id=account.id,
+        security_code_hash=hash_secret(security_code) if security_code else None,
+        batch_id=batch_id,
+        registered_at=utcnow() if customer_id else None,
+    )
+    s.add(card)
+    s.flush()
+    return card
+
+
+def issue_batch(s: Session, *, staff_id: int, size: int, note: str = "") -> list[tuple[Card, str]]:
+    """Physical gift cards, unregistered, each with its security code (shown only now)."""
+    batch = CardBatch(size=size, note=note, created_by_staff_id=staff_id)
+    s.add(batch)
+    s.flush()
+    issued = []
+    for _ in range(size):
+        code = numbers.new_security_code()
+        issued.append((issue_card(s, kind="physical", security_code=code, batch_id=batch.id), code))
+    return issued
+
+
+def card_balance(s: Session, card: Card) -> int:
+    return ledger.balance_of(s, card.account_id)
+
+
+def cards_of(s: Session, customer_id: int) -> list[Card]:
+    return list(
+        s.scalars(
+            select(Card)
+            .where(Card.customer_id == customer_id)
+            .order_by(Card.is_primary.desc(), Card.id)
+        )
+    )
+
+
+def owned_card(s: Session, card_id: int, customer_id: int) -> Card:
+    """The shopper's own card. Raises CardNotFound for anyone else's: no hint it exists."""
+    card = s.get(Card, card_id)
+    if card is None or card.customer_id != customer_id:
+        raise CardNotFound()
+    return card
+
+
+def require_active(card: Card) -> None:
+    if card.status != "active":
+        raise CardFrozen(card_id=card.id)
+
+
+def register_limits(customer_id: int, client_ip: str, number: str) -> list:
+    cfg = current_app.config
+    return [
+        ("card_register:customer", str(customer_id), cfg["REGISTER_MAX_FAILURES_ACCOUNT"], 3600),
+        ("card_register:ip", client_ip, cfg["REGISTER_MAX_FAILURES_IP"], 3600),
+        ("card_register:card", number, cfg["REGISTER_MAX_FAILURES_CARD"], 86400),
+    ]
+
+
+def register_card(
+    s: Session, *, customer_id: int, number: str, security_code: str, client_ip: str
+) -> Card:
+    """Attach a physical card to the shopper's account by its number and security code.
+
+    Every failure looks the same, whether or not the number exists. Raises
+    InvalidCardDetails, TooManyAttempts.
+    """
+    limits = register_limits(customer_id, client_ip, number)
+    throttle.refuse_if_over(s, limits)
+    card = s.scalar(select(Card).where(Card.number == number)) if number.isdigit() else None
+    code_ok = verify_secret(card.security_code_hash if card else None, security_code)
+    if (
+        card is None
+        or not code_ok
+        or card.kind != "physical"
+        or card.customer_id is not None
+        or card.status != "active"
+    ):
+        throttle.record_failure(s, limits)
+        raise InvalidCardDetails()
+    card.customer_id = customer_id
+    card.registered_at = utcnow()
+    if not cards_of_primary_exists(s, customer_id):
+        card.is_primary = True
+    s.flush()
+    return card
+
+
+def cards_of_primary_exists(s: Session, customer_id: int) -> bool:
+    return (
+        s.scalar(select(Card.id).where(Card.customer_id == customer_id, Card.is_primary))
+        is not None
+    )
+
+
+def make_primary(s: Session, card: Card) -> Card:
+    require_active(card)
+    s.execute(
+        update(Card)
+        .where(Card.customer_id == card.customer_id, Card.is_primary)
+        .values(is_primary=False)
+    )
+    s.flush()
+    card.is_primary = True
+    s.flush()
+    return card
+
+
+def bind_nfc(s: Session, card: Card, uid: str) -> Card:
+    """Bind an NFC card or wristband to ``card``. Raises InvalidNfcUid, NfcUidInUse, CardFrozen."""
+    require_active(card)
+    normalised = numbers.normalise_nfc_uid(uid)
+    if normalised is None:
+        raise InvalidNfcUid()
+    holder = s.scalar(select(Card).where(Card.nfc_uid == normalised))
+    if holder is not None and holder.id != card.id:
+        raise NfcUidInUse()
+    card.nfc_uid = normalised
+    s.flush()
+    return card
+
+
+def issue_pay_code(s: Session, card: Card) -> tuple[str, PayCode]:
+    require_active(card)
+    code = numbers.new_pay_code()
+    pay_code = PayCode(
+        code_hash=hash_token(code), card_id=card.id, expires_at=utcnow() + PAY_CODE_LIFETIME
+    )
+    s.add(pay_code)
+    s.flush()
+    return code, pay_code
+
+
+def identify(
+    s: Session,
+    *,
+    card_number: str | None = None,
+    nfc_uid: str | None = None,
+    pay_code: str | None = None,
+) -> tuple[Card, str]:
+    """The card a shopper presents at the till, and how it was presented.
+
+    A pay code is used up here. Raises CustomerNotIdentified, PayCodeInvalid, CardFrozen.
+    """
+    if pay_code is not None:
+        now = utcnow()
+        used = s.execute(
+            update(PayCode)
+            .where(
+                PayCode.code_hash == hash_token(pay_code),
+                PayCode.used_at.is_(None),
+                PayCode.expires_at > now,
+            )
+            .values(used_at=now)
+            .returning(PayCode.card_id)
+        ).scalar()
+        if used is None:
+            raise PayCodeInvalid()
+        card, method = s.get(Card, used), "pay_code"
+    elif nfc_uid is not None:
+        normalised = numbers.normalise_nfc_uid(nfc_uid)
+        card = s.scalar(select(Card).where(Card.nfc_uid == normalised)) if normalised else None
+        method = "nfc_uid"
+    elif card_number is not None:
+        card = s.scalar(select(Card).where(Card.number == card_number))
+        method = "card_number"
+    else:
+        card, method = None, ""
+    if card is None:
+        raise CustomerNotIdentified()
+    require_active(card)
+    return card, method
+
+
+def check_currency(given: str) -> None:
+    if given != currency():
+        raise CurrencyMismatch(expected=currency(), given=given)
+
+
+def transfer_between(s: Session, source: Card, target: Card, amount: int, *, actor: str) -> int:
+    """Move ``amount`` between two cards of one shopper. Returns the ledger transaction id.
+
+    Raises SameCard, CardFrozen, AmountOutOfRange, InsufficientFunds, BalanceLimitExceeded.
+    """
+    if source.id == target.id:
+        raise SameCard()
+    require_active(source)
+    require_active(target)
+    if amount <= 0:
+        raise AmountOutOfRange(minimum=1)
+    posted = ledger.post(
+        s,
+        kind="card_transfer",
+        channel="app",
+        actor=actor,
+        legs=[
+            Leg(source.account_id, -amount, currency()),
+            Leg(target.account_id, amount, currency()),
+        ],
+        meta={"from_card_id": source.id, "to_card_id": target.id},
+    )
+    return posted.transaction_id
+
+
+def report_lost(s: Session, card: Card, *, actor: str) -> Card:
+    """Freeze ``card`` for good and move its whole balance to a new digital card, in one
+    ledger transaction. The new card takes over as primary if the lost one was.
+
+    Raises CardFrozen if it was reported already.
+    """
+    card = s.get(Card, card.id, with_for_update=True, populate_existing=True)
+    require_active(card)  # checked again under the lock: two reports make one replacement
+    was_primary = card.is_primary
+    card.status = "frozen"
+    card.frozen_at = utcnow()
+    card.is_primary = False
+    card.nfc_uid = None
+    s.flush()
+    replacement = issue_card(s, kind="digital", customer_id=card.customer_id, primary=was_primary)
+    card.replaced_by_id = replacement.id
+    s.flush()
+    balance = ledger.balance_for_update(s, card.account_id)
+    if balance:
+        ledger.post(
+            s,
+            kind="lost_card_move",
+            channel="app",
+            actor=actor,
+            legs=[
+                Leg(card.account_id, -balance, currency()),
+                Leg(replacement.account_id, balance, currency()),
+            ],
+            meta={"from_card_id": card.id, "to_card_id": replacement.id},
+        )
+    ledger.freeze(s, card.account_id)
+    return replacement
+
+
+def load_card(s: Session, card_id: int) -> Card:
+    card = s.get(Card, card_id)
+    if card is None:
+        raise CardNotFound()
+    return card

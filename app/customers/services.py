@@ -1,0 +1,57 @@
+"""Shoppers: signing up (with a Stars balance and a digital card) and their profile."""
+
+from __future__ import annotations
+
+import secrets
+
+from flask import current_app
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.auth.errors import EmailTaken
+from app.auth.passwords import hash_secret
+from app.auth.services import email_in_use, issue_token, normalise_email
+from app.cards import services as cards
+from app.customers.models import Customer
+from app.ledger import services as ledger
+
+
+def sign_up(s: Session, *, email: str, password: str, name: str) -> tuple[str, Customer]:
+    """A new shopper with an empty Stars balance and a primary digital card.
+
+    Raises EmailTaken.
+    """
+    email = normalise_email(email)
+    if email_in_use(s, email):
+        raise EmailTaken()
+    password_hash = hash_secret(password)
+    try:
+        with s.begin_nested():
+            stars = ledger.open_account(
+                s,
+                code=f"stars:customer:{secrets.token_hex(8)}",
+                name=f"Stars of {email}",
+                unit="STAR",
+                type="liability",
+                no_negative=True,
+            )
+            customer = Customer(
+                email=email, name=name, password_hash=password_hash, stars_account_id=stars.id
+            )
+            s.add(customer)
+            s.flush()
+    except IntegrityError:  # the same email, signing up at the same moment
+        raise EmailTaken() from None
+    cards.issue_card(s, kind="digital", customer_id=customer.id, primary=True)
+    token, _ = issue_token(
+        s, "customer", current_app.config["CUSTOMER_TOKEN_TTL_S"], customer_id=customer.id
+    )
+    return token, customer
+
+
+def tier_of(customer: Customer) -> str:
+    return "gold" if customer.lifetime_stars >= current_app.config["GOLD_TIER_STARS"] else "green"
+
+
+def stars_balance(s: Session, customer: Customer) -> int:
+    return ledger.balance_of(s, customer.stars_account_id)

@@ -1,0 +1,13 @@
+from app.core.errors import DomainError
+
+
+class PaymentDeclined(DomainError):
+    code = "payment_declined"
+    http_status = 402
+    message = "The bank card was declined; no money moved."
+
+
+class TopUpNotLoaded(DomainError):
+    code = "top_up_not_loaded"
+    http_status = 409
+    message = "The card could not take this top-up; the charge was given back."

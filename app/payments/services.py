@@ -1,0 +1,243 @@
+"""Top-ups: through the payment gateway (app, web, auto-reload) or at the till.
+
+A gateway top-up is written down as ``pending`` and committed before the bank card is
+charged, so that a crash or a timeout can never leave a charge we do not know about; it is
+settled exactly once, under a row lock, by whoever learns the outcome first (the request
+itself, its retry with the same Idempotency-Key, or ``flask payments settle``).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.cards.errors import AmountOutOfRange
+from app.cards.models import AutoReload, Card
+from app.cards.services import card_balance, check_currency, currency, require_active
+from app.core.types import utcnow
+from app.ledger import services as ledger
+from app.ledger.errors import AccountFrozen, BalanceLimitExceeded
+from app.ledger.rules import Leg
+from app.payments.gateway import ChargeResult, GatewayTimeout, gateway
+from app.payments.models import TopUp
+from app.stores.models import Store
+
+log = logging.getLogger(__name__)
+
+
+def check_top_up_amount(s: Session, card: Card, amount: int, unit: str) -> None:
+    """Raises CurrencyMismatch, AmountOutOfRange, CardFrozen, BalanceLimitExceeded."""
+    check_currency(unit)
+    cfg = current_app.config
+    if not cfg["TOPUP_MIN_MINOR"] <= amount <= cfg["TOPUP_MAX_MINOR"]:
+        raise AmountOutOfRange(minimum=cfg["TOPUP_MIN_MINOR"], maximum=cfg["TOPUP_MAX_MINOR"])
+    require_active(card)
+    balance = card_balance(s, card)
+    if balance + amount > cfg["CARD_MAX_BALANCE_MINOR"]:
+        raise BalanceLimitExceeded(balance=balance, max_balance=cfg["CARD_MAX_BALANCE_MINOR"])
+
+
+def gateway_clearing(s: Session):
+    return ledger.system_account(
+        s,
+        "clearing:gateway",
+        name="Payment gateway clearing",
+        unit=currency(),
+        type="asset",
+        hot=True,
+    )
+
+
+def top_up_at_till(
+    s: Session,
+    *,
+    card: Card,
+    amount: int,
+    tender: str,
+    store: Store,
+    device_id: int,
+    principal,
+    idempotency_key: str,
+) -> TopUp:
+    """Cash or bank card taken at the till, loaded at once.
+
+    Raises the errors of ``check_top_up_amount`` and of the ledger.
+    """
+    check_top_up_amount(s, card, amount, currency())
+    source_account = store.cash_account_id if tender == "cash" else store.bank_card_account_id
+    posted = ledger.post(
+        s,
+        kind="top_up",
+        channel="pos",
+        store_id=store.id,
+        device_id=device_id,
+        actor=principal.actor,
+        legs=[Leg(source_account, -amount, currency()), Leg(card.account_id, amount, currency())],
+        meta={"card_id": card.id, "tender": tender},
+    )
+    top_up = TopUp(
+        card_id=card.id,
+        amount_minor=amount,
+        currency=currency(),
+        source=tender,
+        status="succeeded",
+        channel="pos",
+        reference=uuid.uuid4().hex,
+        principal=principal.key,
+        idempotency_key=idempotency_key,
+        store_id=store.id,
+        device_id=device_id,
+        ledger_transaction_id=posted.transaction_id,
+        settled_at=utcnow(),
+    )
+    s.add(top_up)
+    s.flush()
+    return top_up
+
+
+def begin_gateway_top_up(
+    s: Session,
+    *,
+    card: Card,
+    amount: int,
+    token: str,
+    channel: str,
+    principal: str | None,
+    idempotency_key: str | None,
+    trigger_sale_id: int | None = None,
+) -> TopUp:
+    """Write the top-up down as pending. The caller commits before charging."""
+    top_up = TopUp(
+        card_id=card.id,
+        amount_minor=amount,
+        currency=currency(),
+        source="gateway",
+        status="pending",
+        channel=channel,
+        reference=uuid.uuid4().hex,
+        payment_token=token,
+        principal=principal,
+        idempotency_key=idempotency_key,
+        trigger_sale_id=trigger_sale_id,
+    )
+    s.add(top_up)
+    s.flush()
+    return top_up
+
+
+def charge(top_up: TopUp) -> ChargeResult | None:
+    """Ask the gateway to charge; None when it did not answer in time."""
+    try:
+        return gateway().charge(
+            reference=top_up.reference,
+            token=top_up.payment_token,
+            amount_minor=top_up.amount_minor,
+            currency=top_up.currency,
+        )
+    except GatewayTimeout:
+        log.warning("payment gateway timed out on top-up %s; it stays pending", top_up.id)
+        return None
+
+
+def look_up(top_up: TopUp) -> ChargeResult | None:
+    try:
+        return gateway().lookup(reference=top_up.reference, token=top_up.payment_token)
+    except GatewayTimeout:
+        return None
+
+
+def settle(s: Session, top_up_id: int, result: ChargeResult | None) -> TopUp:
+    """Record the gateway's outcome once: credit the card, or mark the top-up declined.
+
+    Whoever comes second finds it settled and changes nothing.
+    """
+    top_up = s.get(TopUp, top_up_id, with_for_update=True, populate_existing=True)
+    if top_up.status != "pending" or result is None:
+        return top_up
+    top_up.settled_at = utcnow()
+    if not result.approved:
+        top_up.status = "declined"
+        top_up.decline_code = result.decline_code
+        s.flush()
+        return top_up
+    card = s.get(Card, top_up.card_id)
+    top_up.processor_ref = result.processor_ref
+    try:
+        posted = ledger.post(
+            s,
+            kind="top_up",
+            channel=top_up.channel,
+            actor=top_up.principal or "system:auto_reload",
+            legs=[
+                Leg(gateway_clearing(s).id, -top_up.amount_minor, top_up.currency),
+                Leg(card.account_id, top_up.amount_minor, top_up.currency),
+            ],
+            meta={"card_id": card.id, "top_up_id": top_up.id},
+        )
+    except (BalanceLimitExceeded, AccountFrozen) as refused:
+        # Charged, but the card cannot take it (it filled up or froze meanwhile): give the
+        # money back to the bank card rather than keep it.
+        gateway().refund(
+            reference=top_up.reference,
+            processor_ref=result.processor_ref,
+            amount_minor=top_up.amount_minor,
+        )
+        top_up.status = "declined"
+        top_up.decline_code = refused.code
+        s.flush()
+        return top_up
+    top_up.status = "succeeded"
+    top_up.ledger_transaction_id = posted.transaction_id
+    s.flush()
+    return top_up
+
+
+def settle_stale(s: Session, older_than_s: int = 30) -> list[TopUp]:
+    """Ask the gateway about every top-up pending for longer than ``older_than_s``."""
+    cutoff = utcnow() - timedelta(seconds=older_than_s)
+    ids = s.scalars(
+        select(TopUp.id).where(TopUp.status == "pending", TopUp.created_at < cutoff)
+    ).all()
+    settled = []
+    for top_up_id in ids:
+        top_up = s.get(TopUp, top_up_id)
+        settled.append(settle(s, top_up_id, look_up(top_up)))
+        s.commit()
+    return settled
+
+
+def auto_reload_after_sale(
+    s: Session, *, card_id: int, sale_id: int, balance_before: int, balance_after: int
+) -> TopUp | None:
+    """Fire the card's auto-reload if this sale took it below the threshold: at most once
+    per sale. Runs after the sale has committed; whatever happens here, the sale stands."""
+    rule = s.get(AutoReload, card_id)
+    if rule is None or not rule.enabled:
+        return None
+    if not balance_after < rule.threshold_minor <= balance_before:
+        return None
+    card = s.get(Card, card_id)
+    try:
+        check_top_up_amount(s, card, rule.amount_minor, currency())
+    except Exception as refused:  # noqa: BLE001 - the sale stands whatever this says
+        log.info("auto-reload for card %s skipped: %s", card_id, refused)
+        return None
+    top_up = begin_gateway_top_up(
+        s,
+        card=card,
+        amount=rule.amount_minor,
+        token=rule.payment_token,
+        channel="auto",
+        principal=None,
+        idempotency_key=None,
+        trigger_sale_id=sale_id,
+    )
+    s.commit()
+    top_up = settle(s, top_up.id, charge(top_up))
+    s.commit()
+    return top_up

@@ -1,0 +1,273 @@
+"""Sales and refunds at the till (cashier sessions only)."""
+
+from __future__ import annotations
+
+import logging
+
+import marshmallow as ma
+from flask.views import MethodView
+
+from app.auth.principal import current_principal
+from app.cards.errors import (
+    CardFrozen,
+    CurrencyMismatch,
+    CustomerNotIdentified,
+    NfcLimitExceeded,
+    PayCodeInvalid,
+)
+from app.catalog.services import UnknownSku
+from app.core.api import Blueprint
+from app.core.db import after_commit, database, session
+from app.core.schemas import MoneyOutSchema, MoneySchema, Schema, money
+from app.ledger.errors import AccountFrozen, BalanceLimitExceeded, InsufficientFunds
+from app.payments import services as payments
+from app.sales import services as sales
+from app.sales.errors import (
+    CardRequired,
+    NothingToPay,
+    NothingToRefund,
+    RefundExceedsSale,
+    SaleNotFound,
+    TendersDoNotMatchTotal,
+)
+from app.sales.models import Refund, Sale
+
+log = logging.getLogger(__name__)
+blp = Blueprint("sales", __name__, url_prefix="/v1", description="Selling at the till.")
+
+
+class PresentedSchema(Schema):
+    card_number = ma.fields.String(validate=ma.validate.Regexp(r"^\d{16}$"))
+    nfc_uid = ma.fields.String(validate=ma.validate.Length(min=8, max=40))
+    pay_code = ma.fields.String(validate=ma.validate.Regexp(r"^\d{12}$"))
+
+    @ma.validates_schema
+    def exactly_one(self, data, **kwargs):
+        if len(data) != 1:
+            raise ma.ValidationError("Give exactly one of card_number, nfc_uid, pay_code.")
+
+
+class LineRequestSchema(Schema):
+    sku = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=40))
+    quantity = ma.fields.Integer(required=True, strict=True, validate=ma.validate.Range(1, 999))
+
+
+class TenderRequestSchema(Schema):
+    type = ma.fields.String(
+        required=True, validate=ma.validate.OneOf(["card_balance", "cash", "bank_card"])
+    )
+    amount = ma.fields.Nested(MoneySchema, required=True)
+
+
+class SaleRequestSchema(Schema):
+    customer = ma.fields.Nested(PresentedSchema, load_default=None)
+    lines = ma.fields.List(
+        ma.fields.Nested(LineRequestSchema), required=True, validate=ma.validate.Length(1, 200)
+    )
+    tenders = ma.fields.List(
+        ma.fields.Nested(TenderRequestSchema), required=True, validate=ma.validate.Length(1, 10)
+    )
+
+
+class SaleLineSchema(Schema):
+    sku = ma.fields.String()
+    name = ma.fields.String()
+    quantity = ma.fields.Integer()
+    unit_price = ma.fields.Nested(MoneyOutSchema)
+    line_total = ma.fields.Nested(MoneyOutSchema)
+    stars_earned = ma.fields.Integer()
+    refunded_quantity = ma.fields.Integer()
+
+
+class TenderSchema(Schema):
+    type = ma.fields.String()
+    amount = ma.fields.Nested(MoneyOutSchema)
+    refunded = ma.fields.Nested(MoneyOutSchema)
+
+
+class SaleSchema(Schema):
+    id = ma.fields.Integer()
+    store_id = ma.fields.Integer()
+    device_id = ma.fields.Integer()
+    card_id = ma.fields.Integer(allow_none=True)
+    customer_id = ma.fields.Integer(allow_none=True)
+    lines = ma.fields.List(ma.fields.Nested(SaleLineSchema))
+    total = ma.fields.Nested(MoneyOutSchema)
+    tenders = ma.fields.List(ma.fields.Nested(TenderSchema))
+    card_balance = ma.fields.Nested(
+        MoneyOutSchema, allow_none=True, metadata={"description": "After the sale."}
+    )
+    stars_earned = ma.fields.Integer()
+    created_at = ma.fields.DateTime()
+
+
+def sale_body(sale: Sale, card_balance: int | None = None) -> dict:
+    c = sale.currency
+    return {
+        "id": sale.id,
+        "store_id": sale.store_id,
+        "device_id": sale.device_id,
+        "card_id": sale.card_id,
+        "customer_id": sale.customer_id,
+        "lines": [
+            {
+                "sku": line.sku,
+                "name": line.name,
+                "quantity": line.quantity,
+                "unit_price": money(line.unit_price_minor, c),
+                "line_total": money(line.line_total_minor, c),
+                "stars_earned": line.stars_earned,
+                "refunded_quantity": line.refunded_quantity,
+            }
+            for line in sale.lines
+        ],
+        "total": money(sale.total_minor, c),
+        "tenders": [
+            {
+                "type": t.type,
+                "amount": money(t.amount_minor, c),
+                "refunded": money(t.refunded_minor, c),
+            }
+            for t in sale.tenders
+        ],
+        "card_balance": money(card_balance, c) if card_balance is not None else None,
+        "stars_earned": sale.stars_earned,
+        "created_at": sale.created_at,
+    }
+
+
+def _auto_reload_after_commit(card_id: int, sale_id: int, before: int, after: int) -> None:
+    """Once the sale has committed and answered, fire the card's auto-reload if it crossed
+    its threshold. In its own transaction: whatever happens here, the sale stands."""
+
+    def fire():
+        with database().sessions() as s:
+            try:
+                payments.auto_reload_after_sale(
+                    s, card_id=card_id, sale_id=sale_id, balance_before=before,
+                    balance_after=after,
+                )  # fmt: skip
+            except Exception:  # the sale stands; the reload is logged for staff to see
+                s.rollback()
+                log.exception("auto-reload after sale %s failed", sale_id)
+
+    after_commit(fire)
+
+
+@blp.route("/sales")
+class Sales(MethodView):
+    @blp.requires("cashier")
+    @blp.idempotent()
+    @blp.arguments(SaleRequestSchema)
+    @blp.response(201, SaleSchema)
+    @blp.errors(UnknownSku, CurrencyMismatch, NothingToPay, TendersDoNotMatchTotal,
+                CardRequired, CustomerNotIdentified, PayCodeInvalid, CardFrozen,
+                NfcLimitExceeded, InsufficientFunds, AccountFrozen)  # fmt: skip
+    def post(self, data):
+        """Ring up a sale: prices come from the catalog, tenders must cover the total exactly
+        (split tender allowed), and an identified shopper earns Stars."""
+        for tender in data["tenders"]:
+            from app.cards.services import check_currency
+
+            check_currency(tender["amount"]["currency"])
+        outcome = sales.make_sale(
+            session(),
+            current_principal(),
+            presented=data["customer"],
+            lines=[(line["sku"], line["quantity"]) for line in data["lines"]],
+            tenders=[(t["type"], t["amount"]["amount"]) for t in data["tenders"]],
+        )
+        if outcome.card is not None and outcome.card_balance_after is not None:
+            _auto_reload_after_commit(
+                outcome.card.id, outcome.sale.id, outcome.card_balance_before,
+                outcome.card_balance_after,
+            )  # fmt: skip
+        return sale_body(outcome.sale, outcome.card_balance_after)
+
+
+@blp.route("/sales/<int:sale_id>")
+class SaleView(MethodView):
+    @blp.requires("cashier")
+    @blp.response(200, SaleSchema)
+    @blp.errors(SaleNotFound)
+    def get(self, sale_id):
+        """A sale of this till's store."""
+        return sale_body(sales.sale_in_store(session(), sale_id, current_principal().store_id))
+
+
+class RefundRequestSchema(Schema):
+    lines = ma.fields.List(
+        ma.fields.Nested(LineRequestSchema),
+        load_default=None,
+        metadata={"description": "What to refund; everything left when omitted."},
+    )
+
+
+class RefundLineSchema(Schema):
+    sku = ma.fields.String()
+    quantity = ma.fields.Integer()
+    amount = ma.fields.Nested(MoneyOutSchema)
+    stars = ma.fields.Integer()
+
+
+class RefundTenderSchema(Schema):
+    type = ma.fields.String()
+    amount = ma.fields.Nested(MoneyOutSchema)
+
+
+class RefundSchema(Schema):
+    id = ma.fields.Integer()
+    sale_id = ma.fields.Integer()
+    amount = ma.fields.Nested(MoneyOutSchema)
+    lines = ma.fields.List(ma.fields.Nested(RefundLineSchema))
+    tenders = ma.fields.List(ma.fields.Nested(RefundTenderSchema))
+    stars_taken_back = ma.fields.Integer()
+    stars_owed = ma.fields.Integer(
+        metadata={"description": "Stars these lines earned that were spent already; the "
+                  "shopper repays them from the next Stars they earn."}
+    )  # fmt: skip
+    created_at = ma.fields.DateTime()
+
+
+def refund_body(refund: Refund, currency: str) -> dict:
+    return {
+        "id": refund.id,
+        "sale_id": refund.sale_id,
+        "amount": money(refund.amount_minor, currency),
+        "lines": [
+            {
+                "sku": r["sku"],
+                "quantity": r["quantity"],
+                "amount": money(r["amount_minor"], currency),
+                "stars": r["stars"],
+            }
+            for r in refund.lines
+        ],  # fmt: skip
+        "tenders": [
+            {"type": t["type"], "amount": money(t["amount_minor"], currency)}
+            for t in refund.tenders
+        ],
+        "stars_taken_back": refund.stars_taken_back,
+        "stars_owed": refund.stars_owed,
+        "created_at": refund.created_at,
+    }
+
+
+@blp.route("/sales/<int:sale_id>/refunds")
+class SaleRefunds(MethodView):
+    @blp.requires("cashier")
+    @blp.idempotent()
+    @blp.arguments(RefundRequestSchema)
+    @blp.response(201, RefundSchema)
+    @blp.errors(SaleNotFound, RefundExceedsSale, NothingToRefund, BalanceLimitExceeded,
+                InsufficientFunds)  # fmt: skip
+    def post(self, data, sale_id):
+        """Refund lines of a sale of this store, back to the tenders it was paid with (card
+        balance, then bank card, then cash), never more than each paid; the Stars those lines
+        earned are taken back."""
+        requested = None
+        if data["lines"] is not None:
+            requested = [(line["sku"], line["quantity"]) for line in data["lines"]]
+        refund = sales.refund_sale(session(), current_principal(), sale_id, requested)
+        sale = session().get(Sale, refund.sale_id)
+        return refund_body(refund, sale.currency)

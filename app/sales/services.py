@@ -1,0 +1,282 @@
+"""Sales and refunds at the till: priced on the server, paid by split tenders, earning Stars.
+
+A sale is one ledger transaction: the card balance tender leaves the card, cash and
+bank-card tenders come into the store's accounts, the total goes to the store's sales, and
+the Stars earned move from Stars issuance to the shopper, all or nothing.
+
+Refunds go back to the tenders the sale was paid with, card balance first, then bank card,
+then cash, each never more than it paid; a refund takes back exactly the Stars its lines
+earned (see app.loyalty.services for Stars already spent).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.auth.principal import Principal
+from app.cards import services as cards
+from app.cards.errors import NfcLimitExceeded
+from app.cards.models import Card
+from app.catalog.pricing import ListPrice, price_cart
+from app.catalog.services import products_by_sku
+from app.core.types import utcnow
+from app.customers.models import Customer
+from app.ledger import services as ledger
+from app.ledger.rules import Leg
+from app.loyalty import rules as loyalty_rules
+from app.loyalty import services as loyalty
+from app.sales.errors import (
+    CardRequired,
+    NothingToPay,
+    NothingToRefund,
+    RefundExceedsSale,
+    SaleNotFound,
+    TendersDoNotMatchTotal,
+)
+from app.sales.models import Refund, Sale, SaleLine, SaleTender
+from app.stores.models import Store
+
+REFUND_ORDER = ("card_balance", "bank_card", "cash")
+
+
+@dataclass(frozen=True)
+class SaleOutcome:
+    sale: Sale
+    card: Card | None
+    card_balance_before: int | None
+    card_balance_after: int | None
+
+
+def make_sale(
+    s: Session,
+    principal: Principal,
+    *,
+    presented: dict | None,
+    lines: list[tuple[str, int]],
+    tenders: list[tuple[str, int]],
+) -> SaleOutcome:
+    """Raises UnknownSku, CurrencyMismatch, NothingToPay, TendersDoNotMatchTotal, CardRequired,
+    CustomerNotIdentified, PayCodeInvalid, CardFrozen, NfcLimitExceeded, InsufficientFunds."""
+    store = s.get(Store, principal.store_id)
+    currency = cards.currency()
+    products = products_by_sku(s, [sku for sku, _ in lines])
+    prices = {
+        sku: ListPrice(p.id, p.sku, p.name, p.price_minor, p.currency)
+        for sku, p in products.items()
+    }
+    for price in prices.values():
+        cards.check_currency(price.currency)
+
+    card, method = (None, None)
+    if presented:
+        card, method = cards.identify(s, **presented)
+    customer = s.get(Customer, card.customer_id) if card and card.customer_id else None
+
+    cart = price_cart(
+        lines,
+        prices,
+        currency=currency,
+        customer_id=customer.id if customer else None,
+        channel="pos",
+        store_id=store.id,
+        at=utcnow(),
+    )
+    if cart.total_minor <= 0:
+        raise NothingToPay()
+    paid = {kind: 0 for kind in REFUND_ORDER}
+    for kind, amount in tenders:
+        paid[kind] += amount
+    if sum(paid.values()) != cart.total_minor:
+        raise TendersDoNotMatchTotal(total=cart.total_minor, tendered=sum(paid.values()))
+    from_card = paid["card_balance"]
+    if from_card and card is None:
+        raise CardRequired()
+    if from_card and method == "nfc_uid" and from_card > current_app.config["NFC_UID_LIMIT_MINOR"]:
+        raise NfcLimitExceeded(limit=current_app.config["NFC_UID_LIMIT_MINOR"])
+
+    stars = 0
+    if customer is not None:
+        stars = loyalty.stars_for_tenders(from_card, cart.total_minor - from_card, currency)
+    line_stars = loyalty_rules.allocate(stars, [line.line_total_minor for line in cart.lines])
+
+    legs = [Leg(store.sales_account_id, cart.total_minor, currency)]
+    if from_card:
+        legs.append(Leg(card.account_id, -from_card, currency))
+    if paid["cash"]:
+        legs.append(Leg(store.cash_account_id, -paid["cash"], currency))
+    if paid["bank_card"]:
+        legs.append(Leg(store.bank_card_account_id, -paid["bank_card"], currency))
+    if stars:
+        legs += loyalty.earn_legs(s, customer, stars)
+    posted = ledger.post(
+        s,
+        kind="sale",
+        channel="pos",
+        store_id=store.id,
+        device_id=principal.device_id,
+        actor=principal.actor,
+        legs=legs,
+        meta={"card_id": card.id if card else None, "identified_by": method},
+    )
+
+    sale = Sale(
+        store_id=store.id,
+        device_id=principal.device_id,
+        cashier_id=principal.staff_id,
+        customer_id=customer.id if customer else None,
+        card_id=card.id if card else None,
+        identified_by=method,
+        currency=currency,
+        total_minor=cart.total_minor,
+        stars_earned=stars,
+        ledger_transaction_id=posted.transaction_id,
+    )
+    s.add(sale)
+    s.flush()
+    for n, (line, earned) in enumerate(zip(cart.lines, line_stars, strict=True), start=1):
+        s.add(SaleLine(
+            sale_id=sale.id, line_no=n, product_id=line.product_id, sku=line.sku,
+            name=line.name, quantity=line.quantity, unit_price_minor=line.unit_price_minor,
+            line_total_minor=line.line_total_minor, stars_earned=earned,
+        ))  # fmt: skip
+    for kind, amount in tenders:
+        s.add(SaleTender(sale_id=sale.id, type=kind, amount_minor=amount))
+    if customer is not None:
+        loyalty.count_lifetime(s, customer.id, stars)
+    s.flush()
+
+    after = posted.balances.get(card.account_id) if card else None
+    if card is not None and after is None:
+        after = cards.card_balance(s, card)
+    before = after + from_card if after is not None else None
+    return SaleOutcome(sale, card, before, after)
+
+
+def sale_in_store(s: Session, sale_id: int, store_id: int, *, lock: bool = False) -> Sale:
+    """A sale of this store; any other store's is as good as missing. Raises SaleNotFound."""
+    sale = s.get(Sale, sale_id, with_for_update=lock, populate_existing=lock)
+    if sale is None or sale.store_id != store_id:
+        raise SaleNotFound()
+    return sale
+
+
+def _card_to_refund(s: Session, card_id: int) -> Card:
+    """The card a refund goes back to: the card itself, or the card that replaced it after
+    it was reported lost."""
+    card = s.get(Card, card_id)
+    while card.status == "frozen" and card.replaced_by_id is not None:
+        card = s.get(Card, card.replaced_by_id)
+    return card
+
+
+def refund_sale(
+    s: Session, principal: Principal, sale_id: int, requested: list[tuple[str, int]] | None
+) -> Refund:
+    """Refund some lines of a sale (all that is left when ``requested`` is None).
+
+    Raises SaleNotFound, RefundExceedsSale, NothingToRefund, and the ledger's errors.
+    """
+    sale = sale_in_store(s, sale_id, principal.store_id, lock=True)  # one refund at a time
+    lines = list(s.scalars(select(SaleLine).where(SaleLine.sale_id == sale.id)
+                           .order_by(SaleLine.line_no)))  # fmt: skip
+    wanted = _quantities_to_refund(lines, requested)
+    if not wanted:
+        raise NothingToRefund()
+
+    refund_lines = []
+    amount = stars = 0
+    for line, quantity in wanted:
+        money = loyalty_rules.share_of_units(
+            line.line_total_minor, line.quantity, line.refunded_quantity, quantity
+        )
+        earned = loyalty_rules.share_of_units(
+            line.stars_earned, line.quantity, line.refunded_quantity, quantity
+        )
+        line.refunded_quantity += quantity
+        amount += money
+        stars += earned
+        refund_lines.append(
+            {"sku": line.sku, "quantity": quantity, "amount_minor": money, "stars": earned}
+        )
+
+    store = s.get(Store, sale.store_id)
+    currency = sale.currency
+    legs = [Leg(store.sales_account_id, -amount, currency)] if amount else []
+    refund_tenders = []
+    left = amount
+    tenders = sorted(
+        s.scalars(select(SaleTender).where(SaleTender.sale_id == sale.id)),
+        key=lambda t: (REFUND_ORDER.index(t.type), t.id),
+    )
+    for tender in tenders:
+        give = min(left, tender.amount_minor - tender.refunded_minor)
+        if give <= 0:
+            continue
+        left -= give
+        tender.refunded_minor += give
+        refund_tenders.append({"type": tender.type, "amount_minor": give})
+        if tender.type == "card_balance":
+            legs.append(Leg(_card_to_refund(s, sale.card_id).account_id, give, currency))
+        elif tender.type == "cash":
+            legs.append(Leg(store.cash_account_id, give, currency))
+        else:
+            legs.append(Leg(store.bank_card_account_id, give, currency))
+
+    taken = owed = 0
+    if stars and sale.customer_id:
+        customer = s.get(Customer, sale.customer_id)
+        star_legs, taken, owed = loyalty.take_back_legs(s, customer, stars)
+        legs += star_legs
+        loyalty.count_lifetime(s, customer.id, -stars)
+    posted = ledger.post(
+        s,
+        kind="refund",
+        channel="pos",
+        store_id=store.id,
+        device_id=principal.device_id,
+        actor=principal.actor,
+        legs=legs,
+        reverses_id=sale.ledger_transaction_id,
+        meta={"sale_id": sale.id},
+    )
+    refund = Refund(
+        sale_id=sale.id,
+        device_id=principal.device_id,
+        cashier_id=principal.staff_id,
+        amount_minor=amount,
+        stars_taken_back=taken,
+        stars_owed=owed,
+        lines=refund_lines,
+        tenders=refund_tenders,
+        ledger_transaction_id=posted.transaction_id,
+    )
+    s.add(refund)
+    s.flush()
+    return refund
+
+
+def _quantities_to_refund(
+    lines: list[SaleLine], requested: list[tuple[str, int]] | None
+) -> list[tuple[SaleLine, int]]:
+    if requested is None:
+        return [(line, line.quantity - line.refunded_quantity)
+                for line in lines if line.quantity > line.refunded_quantity]  # fmt: skip
+    remaining = {line.id: line.quantity - line.refunded_quantity for line in lines}
+    chosen: dict[int, int] = {}
+    for sku, quantity in requested:
+        for line in lines:
+            if quantity == 0:
+                break
+            if line.sku != sku:
+                continue
+            take = min(quantity, remaining[line.id] - chosen.get(line.id, 0))
+            if take > 0:
+                chosen[line.id] = chosen.get(line.id, 0) + take
+                quantity -= take
+        if quantity:
+            raise RefundExceedsSale(sku=sku)
+    return [(line, chosen[line.id]) for line in lines if line.id in chosen]
