@@ -25,6 +25,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     from app.auth import cli as auth_cli
     from app.cards import api as cards_api
     from app.catalog import api as catalog_api
+    from app.catalog import images as product_images
     from app.core import cli as core_cli
     from app.customers import api as customers_api
     from app.ledger import cli as ledger_cli
@@ -45,5 +46,6 @@ def create_app(overrides: dict | None = None) -> Flask:
         stores_api,
     ):
         api.register_blueprint(module.blp)
+    app.register_blueprint(product_images.blp)
 
     return app

@@ -1,74 +1,220 @@
-"""Demo data for a first look: loaded once by ``flask demo load`` (the README's run command)."""
+"""Demo data for a first look, loaded once by ``flask demo load`` (the README's run command):
+two stores, a coffee-and-apparel catalog, a till and a kiosk per store, an admin and two
+cashiers, and three shoppers with cards and some history, all made through the same services
+the API uses. What a new user needs (URLs, logins, device secrets) is printed and written to
+``instance/demo.json``.
+"""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 from sqlalchemy import select
 
-from app.core.config import INSTANCE_DIR
+from app.auth import services as auth
+from app.auth.principal import Principal
+from app.cards import services as cards
+from app.catalog import services as catalog
+from app.catalog.models import Product
 from app.core.db import session
-from app.ledger import services as ledger
-from app.ledger.models import Account
-from app.ledger.rules import Leg
+from app.customers import services as customers
+from app.payments import services as payments
+from app.payments.gateway import SandboxGateway
+from app.sales import services as sales
+from app.stores import services as stores
+from app.stores.models import Store
 
 demo_cli = AppGroup("demo", help="Demo data.")
 
+ADMIN = ("admin@omnicard.demo", "Avery Admin", "demo-admin-password")
+CASHIERS = [
+    ("pike-place", "casey@omnicard.demo", "Casey Cashier", "C100", "1234"),
+    ("union-square", "jordan@omnicard.demo", "Jordan Cashier", "C200", "5678"),
+]
+SHOPPERS = [
+    ("ada@example.com", "Ada Lovelace"),
+    ("grace@example.com", "Grace Hopper"),
+    ("alan@example.com", "Alan Turing"),
+]
+SHOPPER_PASSWORD = "demo-shopper-password"
 
-def load_demo() -> dict:
+# (sku, name, category, price in cents, description)
+CATALOG = [
+    ("CF-LATTE-T", "Caffè Latte Tall", "coffee", 395, "Espresso with steamed milk."),
+    ("CF-LATTE-G", "Caffè Latte Grande", "coffee", 445, "Espresso with steamed milk."),
+    ("CF-CAPP-G", "Cappuccino Grande", "coffee", 445, "Espresso, steamed milk, deep foam."),
+    ("CF-AMER-G", "Caffè Americano Grande", "coffee", 365, "Espresso shots topped with water."),
+    ("CF-MOCHA-G", "Caffè Mocha Grande", "coffee", 525, "Espresso, mocha sauce and milk."),
+    ("CF-FLAT-G", "Flat White Grande", "coffee", 495, "Ristretto shots with whole milk."),
+    ("CF-COLD-G", "Cold Brew Grande", "coffee", 455, "Steeped cold for twenty hours."),
+    ("CF-DRIP-G", "Pike Place Roast Grande", "coffee", 295, "Smooth, balanced drip coffee."),
+    ("TE-CHAI-G", "Chai Tea Latte Grande", "tea", 475, "Black tea with cinnamon and clove."),
+    ("TE-MATCHA-G", "Matcha Latte Grande", "tea", 525, "Stone-ground green tea and milk."),
+    ("TE-EARL-G", "Earl Grey Grande", "tea", 285, "Black tea with bergamot."),
+    ("FD-CROIS", "Butter Croissant", "food", 325, "Flaky, all-butter croissant."),
+    ("FD-BANANA", "Banana Bread", "food", 345, "Walnuts and pecans."),
+    ("FD-BAGEL", "Everything Bagel", "food", 245, "With cream cheese on the side."),
+    ("FD-SANDW", "Turkey Pesto Panini", "food", 795, "Turkey, mozzarella, basil pesto."),
+    ("FD-COOKIE", "Chocolate Chip Cookie", "food", 275, "Baked in store each morning."),
+    ("BN-PIKE", "Pike Place Roast Beans 1 lb", "beans", 1695, "Whole bean, medium roast."),
+    ("BN-VERONA", "Caffè Verona Beans 1 lb", "beans", 1695, "Whole bean, dark roast."),
+    ("BN-BLONDE", "Veranda Blend Beans 1 lb", "beans", 1695, "Whole bean, blonde roast."),
+    ("BN-DECAF", "Decaf House Blend 1 lb", "beans", 1695, "Whole bean, decaf."),
+    ("DW-MUG", "Siren Ceramic Mug 12 oz", "drinkware", 1495, "Dishwasher safe."),
+    ("DW-TUMBLER", "Steel Tumbler 16 oz", "drinkware", 2995, "Keeps drinks hot for hours."),
+    ("DW-COLDCUP", "Reusable Cold Cup 24 oz", "drinkware", 1795, "With a straw."),
+    ("DW-TRAVEL", "Travel Press 12 oz", "drinkware", 3495, "A French press that travels."),
+    ("AP-TEE-S", "Logo T-Shirt S", "apparel", 2400, "Organic cotton."),
+    ("AP-TEE-M", "Logo T-Shirt M", "apparel", 2400, "Organic cotton."),
+    ("AP-TEE-L", "Logo T-Shirt L", "apparel", 2400, "Organic cotton."),
+    ("AP-HOODIE", "Roastery Hoodie", "apparel", 5900, "Brushed fleece, unisex fit."),
+    ("AP-CAP", "Green Apron Cap", "apparel", 2200, "Adjustable strap."),
+    ("AP-APRON", "Barista Apron", "apparel", 3400, "Canvas, with pockets."),
+    ("AP-SOCKS", "Coffee Bean Socks", "apparel", 1200, "One size."),
+    ("AP-TOTE", "Canvas Tote", "apparel", 1800, "Holds a week of groceries."),
+]
+# NFC tags on the kiosk-facing shelf edges, for the in-store kiosks.
+TAGS = {"DW-TUMBLER": "04A1B2C3D4E5F6", "AP-HOODIE": "04A1B2C3D4E5F7", "BN-PIKE": "04A1B2C3D4E5F8"}
+
+
+def demo_file() -> Path:
+    return Path(current_app.config["DEMO_FILE"])
+
+
+def ean13(n: int) -> str:
+    body = f"{890000000000 + n:012d}"
+    total = sum(int(d) * (3 if i % 2 else 1) for i, d in enumerate(body))
+    return body + str((10 - total % 10) % 10)
+
+
+def _cashier(staff, device) -> Principal:
+    return Principal(
+        "cashier", staff_id=staff.id, role=staff.role, device_id=device.id,
+        device_kind="pos", store_id=device.store_id,
+    )  # fmt: skip
+
+
+def build_demo(base_url: str) -> dict:
     s = session()
-    if s.scalar(select(Account.id).where(Account.code == "demo:loaded")) is None:
-        currency = current_app.config["CURRENCY"]
-        ledger.open_account(
-            s, code="demo:loaded", name="Demo data marker", unit=currency, type="equity"
+    admin = auth.create_staff(s, email=ADMIN[0], name=ADMIN[1], role="admin", password=ADMIN[2])
+    info: dict = {
+        "urls": {
+            "api_docs": f"{base_url}/docs",
+            "openapi": f"{base_url}/openapi.json",
+            "health": f"{base_url}/v1/health",
+        },
+        "admin": {"email": ADMIN[0], "password": ADMIN[2], "login": "POST /v1/auth/login "
+                  '{"email", "password", "account": "staff"}'},
+        "stores": [],
+        "shoppers": [],
+    }  # fmt: skip
+    currency = current_app.config["CURRENCY"]
+
+    for n, (sku, name, category, price, description) in enumerate(CATALOG, start=1):
+        tags = [TAGS[sku]] if sku in TAGS else []
+        product = catalog.create_product(
+            s, sku=sku, currency=currency, barcode=ean13(n), name=name, category=category,
+            price_minor=price, description=description, nfc_tag_ids=tags,
+        )  # fmt: skip
+        product.image_url = f"{base_url}/media/products/{product.id}.svg"
+    tills = {}
+    for code, email, name, staff_code, pin in CASHIERS:
+        store = stores.create_store(
+            s, code=code, name=code.replace("-", " ").title(), address=f"1 {code} way"
         )
-        clearing = ledger.open_account(
-            s,
-            code="clearing:top_ups",
-            name="Top-up clearing",
-            unit=currency,
-            type="asset",
-            hot=True,
+        pos, pos_secret = stores.register_device(s, store_id=store.id, kind="pos", name="Till 1")
+        kiosk, kiosk_secret = stores.register_device(
+            s, store_id=store.id, kind="kiosk", name="Kiosk by the door"
         )
-        sales = ledger.open_account(
-            s, code="store:1:sales", name="Store 1 sales", unit=currency, type="income", hot=True
-        )
-        card = ledger.open_account(
-            s,
-            code="card:demo",
-            name="Demo shopper's card",
-            unit=currency,
-            type="liability",
-            no_negative=True,
-            max_balance=50_000,
-        )
-        ledger.post(
-            s,
-            kind="top_up",
-            channel="app",
-            legs=[Leg(clearing.id, -2_500, currency), Leg(card.id, 2_500, currency)],
-        )
-        ledger.post(
-            s,
-            kind="sale",
-            channel="pos",
-            legs=[Leg(card.id, -450, currency), Leg(sales.id, 450, currency)],
-        )
-        s.commit()
-    info = {"note": "Demo ledger: a card topped up with 25.00 and a 4.50 sale in store 1."}
-    INSTANCE_DIR.mkdir(exist_ok=True)
-    (INSTANCE_DIR / "demo.json").write_text(json.dumps(info, indent=2) + "\n")
+        cashier = auth.create_staff(
+            s, email=email, name=name, role="cashier", password=f"demo-{staff_code}-password",
+            staff_code=staff_code, pin=pin, store_id=store.id,
+        )  # fmt: skip
+        tills[code] = _cashier(cashier, pos)
+        info["stores"].append({
+            "id": store.id, "code": code, "name": store.name,
+            "pos": {"device_id": pos.id, "secret": pos_secret},
+            "kiosk": {"device_id": kiosk.id, "secret": kiosk_secret},
+            "cashier": {"email": email, "staff_code": staff_code, "pin": pin,
+                        "sign_in": "POST /v1/pos/sessions with the POS secret"},
+        })  # fmt: skip
+
+    pike, union = tills["pike-place"], tills["union-square"]
+    gift = cards.issue_batch(s, staff_id=admin.id, size=3, note="Demo gift cards")
+    info["gift_cards"] = [{"number": c.number, "security_code": code} for c, code in gift]
+    for n, (email, name) in enumerate(SHOPPERS):
+        token, customer = customers.sign_up(s, email=email, password=SHOPPER_PASSWORD, name=name)
+        card = cards.cards_of(s, customer.id)[0]
+        top_up = payments.begin_gateway_top_up(
+            s, card=card, amount=5_000 - 1_000 * n, token=SandboxGateway.APPROVE, channel="app",
+            principal=f"customer:{customer.id}", idempotency_key=f"demo-top-up-{n}",
+        )  # fmt: skip
+        payments.settle(s, top_up.id, payments.charge(top_up))
+        sale = sales.make_sale(
+            s, pike, presented={"card_number": card.number},
+            lines=[("CF-LATTE-G", 1), ("FD-CROIS", 1)],
+            tenders=[("card_balance", 445 + 325)],
+        ).sale  # fmt: skip
+        sales.make_sale(
+            s, union, presented={"card_number": card.number},
+            lines=[("BN-PIKE", 1)], tenders=[("card_balance", 1_000), ("cash", 695)],
+        )  # fmt: skip
+        if n == 0:
+            sales.refund_sale(s, pike, sale.id, [("FD-CROIS", 1)])
+            cards.bind_nfc(s, card, "04:DE:AD:BE:EF:01")
+        if n == 1:
+            physical, code = gift[0]
+            cards.register_card(
+                s, customer_id=customer.id, number=physical.number, security_code=code,
+                client_ip="demo",
+            )  # fmt: skip
+            payments.top_up_at_till(
+                s, card=physical, amount=2_500, tender="cash", store=s.get(Store, union.store_id),
+                device_id=union.device_id, principal=union, idempotency_key="demo-gift-load",
+            )  # fmt: skip
+            info["gift_cards"][0]["registered_to"] = email
+        info["shoppers"].append({
+            "email": email, "password": SHOPPER_PASSWORD, "name": name, "token": token,
+            "card_number": card.number,
+        })  # fmt: skip
     return info
 
 
+def load_demo(base_url: str = "http://127.0.0.1:5000") -> tuple[dict, bool]:
+    """Load the demo once. Returns what a new user needs, and whether it was loaded now."""
+    s = session()
+    if s.scalar(select(Product.id).limit(1)) is not None:
+        if demo_file().exists():
+            return json.loads(demo_file().read_text()), False
+        return {"note": "This database has data already; no demo data was loaded."}, False
+    info = build_demo(base_url)
+    s.commit()
+    demo_file().parent.mkdir(parents=True, exist_ok=True)
+    demo_file().write_text(json.dumps(info, indent=2) + "\n")
+    return info, True
+
+
 @demo_cli.command("load")
-def load_command() -> None:
-    """Load the demo data unless it is there already, and write instance/demo.json."""
-    info = load_demo()
-    click.echo(json.dumps(info, indent=2))
+@click.option("--base-url", default="http://127.0.0.1:5000", show_default=True,
+              help="Where the app will be served, for the URLs printed.")  # fmt: skip
+def load_command(base_url: str) -> None:
+    """Load the demo data unless there is data already; print and save what a user needs."""
+    info, loaded = load_demo(base_url.rstrip("/"))
+    click.echo("Demo data loaded." if loaded else "Demo data was there already.")
+    if "stores" in info:
+        click.echo(f"  Admin: {info['admin']['email']} / {info['admin']['password']}")
+        for store in info["stores"]:
+            c = store["cashier"]
+            click.echo(f"  {store['name']}: cashier {c['staff_code']} PIN {c['pin']}; "
+                       f"POS secret {store['pos']['secret']}; "
+                       f"kiosk secret {store['kiosk']['secret']}")  # fmt: skip
+        for shopper in info["shoppers"]:
+            click.echo(f"  Shopper: {shopper['email']} / {shopper['password']}")
+    click.echo(f"  Everything, with tokens and gift cards: {demo_file()}")
 
 
 def init_app(app: Flask) -> None:

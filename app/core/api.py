@@ -5,11 +5,19 @@ from __future__ import annotations
 from http import HTTPStatus
 
 import flask_smorest
+from flask_smorest.utils import prepare_response
 import swagger_ui_bundle
 from flask import Flask, send_from_directory
 
 from app.core import errors
 from app.core.errors import DomainError, ErrorSchema
+
+
+#: What the shared error answers say, for the statuses every endpoint can give.
+SHARED_ERRORS = {
+    400: "Bad Request: `malformed_json` (the body is not JSON), `bad_request`",
+    422: "Unprocessable Entity: `validation_error`; `details.fields` names each bad field",
+}
 
 
 class Api(flask_smorest.Api):
@@ -18,6 +26,18 @@ class Api(flask_smorest.Api):
     def _register_error_handlers(self):
         # Our handlers (app.core.errors) answer every error in the one shape.
         pass
+
+    def _register_responses(self):
+        # flask-smorest's shared responses, with our stable codes in their descriptions.
+        for status in HTTPStatus:
+            response = {"description": SHARED_ERRORS.get(status, status.phrase)}
+            if not (100 <= status < 200) and status not in (204, 304):
+                response["schema"] = self.ERROR_SCHEMA
+            prepare_response(response, self.spec, self.DEFAULT_RESPONSE_CONTENT_TYPE)
+            self.spec.components.response(status.name, response, lazy=True)
+        response = {"description": "Any other error, in the same shape", "schema": ErrorSchema}
+        prepare_response(response, self.spec, self.DEFAULT_RESPONSE_CONTENT_TYPE)
+        self.spec.components.response("DEFAULT_ERROR", response, lazy=True)
 
 
 class Blueprint(flask_smorest.Blueprint):
@@ -28,8 +48,13 @@ class Blueprint(flask_smorest.Blueprint):
         def decorator(func):
             known = list(getattr(func, "_domain_errors", ()))
             known += [cls for cls in error_classes if cls not in known]
-            by_status: dict[int, list[str]] = {}
+            # Any body can fail validation: a 422 always lists that code first.
+            by_status: dict[int, list[str]] = {422: ["`validation_error`"]}
+            if not any(cls.http_status == 422 for cls in known):
+                del by_status[422]
             for cls in known:
+                if cls.code == "validation_error":
+                    continue
                 by_status.setdefault(cls.http_status, []).append(f"`{cls.code}`")
             for status, codes in sorted(by_status.items()):
                 phrase = HTTPStatus(status).phrase

@@ -1,0 +1,77 @@
+"""Every endpoint is in the OpenAPI document with its request, its answer, its error codes,
+and who may call it."""
+
+import pytest
+
+VALUE_MOVING = {
+    ("post", "/v1/cards/{card_id}/top-ups"),
+    ("post", "/v1/cards/{card_id}/transfers"),
+    ("post", "/v1/cards/{card_id}/report-lost"),
+    ("post", "/v1/sales"),
+    ("post", "/v1/sales/{sale_id}/refunds"),
+}
+
+
+@pytest.fixture(scope="module")
+def spec(app):
+    return app.test_client().get("/openapi.json").json
+
+
+def operations(spec):
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if method in ("get", "post", "put", "patch", "delete"):
+                yield method, path, operation
+
+
+def test_the_document_lists_every_api_route(app, spec):
+    documented = {(m, p) for m, p, _ in operations(spec)}
+    routed = set()
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith("/v1/"):
+            continue
+        path = rule.rule.replace("<int:", "{").replace("<", "{").replace(">", "}")
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            routed.add((method.lower(), path))
+    assert routed == documented
+
+
+def test_every_operation_has_a_summary_an_answer_and_says_who_may_call_it(spec):
+    for method, path, operation in operations(spec):
+        assert operation.get("summary"), (method, path)
+        successes = [code for code in operation["responses"] if code.startswith("2")]
+        assert len(successes) >= 1, (method, path)
+        if "security" in operation:
+            assert "Who may call:" in operation.get("description", ""), (method, path)
+            assert {"401", "403"} <= set(operation["responses"]), (method, path)
+
+
+def resolve(spec, response):
+    if "$ref" in response:
+        return spec["components"]["responses"][response["$ref"].rsplit("/", 1)[-1]]
+    return response
+
+
+def test_every_body_taking_operation_documents_its_request_and_a_422(spec):
+    for method, path, operation in operations(spec):
+        if "requestBody" in operation:
+            invalid = resolve(spec, operation["responses"]["422"])
+            assert "`validation_error`" in invalid["description"], (method, path)
+            assert invalid["content"]["application/json"]["schema"]
+
+
+def test_error_answers_name_their_stable_codes(spec):
+    for method, path, operation in operations(spec):
+        for status, response in operation["responses"].items():
+            if status.startswith(("4", "5")):
+                assert "`" in resolve(spec, response)["description"], (method, path, status)
+
+
+def test_value_moving_operations_require_an_idempotency_key(spec):
+    moving = set()
+    for method, path, operation in operations(spec):
+        headers = [p for p in operation.get("parameters", []) if p["in"] == "header"]
+        if any(h["name"] == "Idempotency-Key" and h["required"] for h in headers):
+            moving.add((method, path))
+            assert "`idempotency_key_reused`" in operation["responses"]["409"]["description"]
+    assert moving == VALUE_MOVING
