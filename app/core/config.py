@@ -34,8 +34,6 @@ def from_environment() -> dict:
     return {
         #: SQLAlchemy URL: SQLite under instance/ by default; PostgreSQL in production.
         "DATABASE_URL": normalise_database_url(env.get("DATABASE_URL") or _sqlite_default()),
-        #: Hot (receive-only) accounts spread their cached balance over this many rows.
-        "LEDGER_HOT_ACCOUNT_SHARDS": int(env.get("OMNICARD_HOT_ACCOUNT_SHARDS", "64")),
         #: Where ``flask demo load`` writes what a new user needs.
         "DEMO_FILE": env.get("OMNICARD_DEMO_FILE", str(INSTANCE_DIR / "demo.json")),
         #: The currency of the retailer's cards.
