@@ -7,6 +7,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.auth import services as auth
 from app.core.db import session
+from app.stores.models import Store
 
 staff_cli = AppGroup("staff", help="Staff accounts.")
 
@@ -15,8 +16,14 @@ staff_cli = AppGroup("staff", help="Staff accounts.")
 @click.option("--email", required=True)
 @click.option("--name", required=True)
 @click.option("--role", type=click.Choice(["admin", "cashier"]), required=True)
-@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
-              envvar="OMNICARD_STAFF_PASSWORD", help="Prompted for unless given by env.")  # fmt: skip
+@click.option(
+    "--password",
+    prompt=True,
+    hide_input=True,
+    confirmation_prompt=True,
+    envvar="OMNICARD_STAFF_PASSWORD",
+    help="Prompted for unless given by env.",
+)
 @click.option("--staff-code", default=None, help="What a cashier types on the till.")
 @click.option("--pin", default=None, envvar="OMNICARD_STAFF_PIN", help="4-8 digits.")
 @click.option("--store-id", type=int, default=None, help="A cashier's store.")
@@ -29,6 +36,8 @@ def create_command(email, name, role, password, staff_code, pin, store_id) -> No
     if role == "cashier" and (staff_code is None or pin is None or store_id is None):
         raise click.UsageError("a cashier needs --staff-code, --pin and --store-id")
     s = session()
+    if store_id is not None and s.get(Store, store_id) is None:
+        raise click.BadParameter(f"no store with id {store_id}", param_hint="--store-id")
     try:
         staff = auth.create_staff(
             s, email=email, name=name, role=role, password=password, staff_code=staff_code,

@@ -27,9 +27,12 @@ def verify_secret(stored_hash: str | None, secret: str) -> bool:
     caller cannot tell a missing account from a wrong password by the time it takes."""
     hasher = _hasher()
     if stored_hash is None:
-        stored_hash = current_app.extensions.setdefault(
-            "omnicard.dummy_hash", hasher.hash("omnicard-no-such-account")
-        )
+        # Made once and kept: hashing it afresh each time would make a missing account
+        # cost twice the work of a wrong password, and so tell them apart by the time taken.
+        stored_hash = current_app.extensions.get("omnicard.dummy_hash")
+        if stored_hash is None:
+            stored_hash = hasher.hash("omnicard-no-such-account")
+            current_app.extensions["omnicard.dummy_hash"] = stored_hash
         with contextlib.suppress(VerificationError):
             hasher.verify(stored_hash, secret + "\0")
         return False

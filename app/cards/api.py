@@ -53,7 +53,7 @@ def visible_card(card_id: int) -> Card:
     return cards.load_card(session(), card_id)
 
 
-@blp.route("/cards/<int:card_id>")
+@blp.route("/cards/<id:card_id>")
 class CardView(MethodView):
     @blp.requires("customer", "staff", role="admin")
     @blp.response(200, schemas.CardSchema)
@@ -63,7 +63,7 @@ class CardView(MethodView):
         return card_out(visible_card(card_id))
 
 
-@blp.route("/cards/<int:card_id>/activity")
+@blp.route("/cards/<id:card_id>/activity")
 class CardActivity(MethodView):
     @blp.requires("customer", "staff", role="admin")
     @blp.arguments(PageArgsSchema, location="query")
@@ -111,7 +111,7 @@ def top_up_out(top_up: TopUp, card: Card) -> dict:
     }
 
 
-@blp.route("/cards/<int:card_id>/top-ups")
+@blp.route("/cards/<id:card_id>/top-ups")
 class CardTopUps(MethodView):
     @blp.requires("customer", "cashier")
     @blp.idempotent(resumable=True)
@@ -137,6 +137,7 @@ class CardTopUps(MethodView):
             if data["tender"] is None or data["payment_token"] is not None:
                 raise ValidationFailed(fields={"tender": ["A cashier gives the tender."]})
             card = cards.load_card(s, card_id)
+            cards.check_currency(amount["currency"])
             top_up = payments.top_up_at_till(
                 s, card=card, amount=amount["amount"], tender=data["tender"],
                 store=s.get(Store, p.store_id), device_id=p.device_id, principal=p,
@@ -175,7 +176,7 @@ class CardTopUps(MethodView):
         return (body, 201) if top_up.status == "succeeded" else (body, 202)
 
 
-@blp.route("/top-ups/<int:top_up_id>")
+@blp.route("/top-ups/<id:top_up_id>")
 class TopUpView(MethodView):
     @blp.requires("customer")
     @blp.response(200, schemas.TopUpSchema)
@@ -190,7 +191,7 @@ class TopUpView(MethodView):
         return top_up_out(top_up, card)
 
 
-@blp.route("/cards/<int:card_id>/transfers")
+@blp.route("/cards/<id:card_id>/transfers")
 class CardTransfers(MethodView):
     @blp.requires("customer")
     @blp.idempotent()
@@ -216,7 +217,7 @@ class CardTransfers(MethodView):
         }
 
 
-@blp.route("/cards/<int:card_id>/report-lost")
+@blp.route("/cards/<id:card_id>/report-lost")
 class CardReportLost(MethodView):
     @blp.requires("customer")
     @blp.idempotent()
@@ -232,7 +233,7 @@ class CardReportLost(MethodView):
         return {"lost_card": card_out(card), "replacement_card": card_out(replacement)}
 
 
-@blp.route("/cards/<int:card_id>/primary")
+@blp.route("/cards/<id:card_id>/primary")
 class CardPrimary(MethodView):
     @blp.requires("customer")
     @blp.response(200, schemas.CardSchema)
@@ -254,7 +255,7 @@ def auto_reload_out(rule: AutoReload) -> dict:
     }
 
 
-@blp.route("/cards/<int:card_id>/auto-reload")
+@blp.route("/cards/<id:card_id>/auto-reload")
 class CardAutoReload(MethodView):
     @blp.requires("customer")
     @blp.arguments(schemas.AutoReloadRequestSchema)
@@ -300,7 +301,7 @@ class CardAutoReload(MethodView):
             s.flush()
 
 
-@blp.route("/cards/<int:card_id>/nfc")
+@blp.route("/cards/<id:card_id>/nfc")
 class CardNfc(MethodView):
     @blp.requires("cashier", "staff", role="admin")
     @blp.arguments(schemas.BindNfcSchema)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 
 #: Omnicard numbers start with 6 (the range of retailer and private-label cards).
@@ -40,12 +41,14 @@ def new_pay_code() -> str:
 
 
 def normalise_nfc_uid(uid: str) -> str | None:
-    """Upper-case hex without separators (``04:a2:…`` → ``04A2…``), or None if not a UID."""
-    cleaned = uid.replace(":", "").replace("-", "").replace(" ", "").upper()
+    """Upper-case hex without separators (``04:a2:…`` → ``04A2…``), or None if not a UID.
+
+    Any whitespace counts as a separator (a reader may end its line with CR LF): none may
+    survive into the stored UID, where it would make one tag look like two.
+    """
+    cleaned = re.sub(r"[\s:-]", "", uid).upper()
     if not 8 <= len(cleaned) <= 20 or len(cleaned) % 2:
         return None
-    try:
-        bytes.fromhex(cleaned)
-    except ValueError:
+    if re.fullmatch(r"[0-9A-F]+", cleaned) is None:
         return None
     return cleaned

@@ -1,6 +1,6 @@
 import marshmallow as ma
 
-from app.core.schemas import MoneyOutSchema, MoneySchema, Schema
+from app.core.schemas import Id, MoneyOutSchema, MoneySchema, Schema
 
 
 class CardSchema(Schema):
@@ -35,9 +35,7 @@ class RegisterCardSchema(Schema):
 
 
 class PayCodeRequestSchema(Schema):
-    card_id = ma.fields.Integer(
-        strict=True, load_default=None, metadata={"description": "Default: the primary card."}
-    )
+    card_id = Id(load_default=None, metadata={"description": "Default: the primary card."})
 
 
 class PayCodeSchema(Schema):
@@ -47,7 +45,7 @@ class PayCodeSchema(Schema):
 
 
 class TransferRequestSchema(Schema):
-    to_card_id = ma.fields.Integer(required=True, strict=True)
+    to_card_id = Id(required=True)
     amount = ma.fields.Nested(MoneySchema, required=True)
 
 

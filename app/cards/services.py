@@ -135,7 +135,12 @@ def register_card(
     """
     limits = register_limits(customer_id, client_ip, number)
     throttle.refuse_if_over(s, limits)
-    card = s.scalar(select(Card).where(Card.number == number)) if number.isdigit() else None
+    # Locked: two shoppers with the right code at once must not both get the card.
+    card = (
+        s.scalar(select(Card).where(Card.number == number).with_for_update())
+        if number.isdigit()
+        else None
+    )
     code_ok = verify_secret(card.security_code_hash if card else None, security_code)
     if (
         card is None

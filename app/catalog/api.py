@@ -114,7 +114,7 @@ class Products(MethodView):
         return product_body(product, catalog.tags_of(session(), [product.id])[product.id])
 
 
-@blp.route("/products/<int:product_id>")
+@blp.route("/products/<id:product_id>")
 class ProductView(MethodView):
     @blp.response(200, ProductOutSchema)
     @blp.errors(ProductNotFound)

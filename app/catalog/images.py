@@ -46,7 +46,7 @@ def tile_svg(name: str, category: str) -> str:
     )
 
 
-@blp.route("/<int:product_id>.svg")
+@blp.route("/<id:product_id>.svg")
 def product_image(product_id: int):
     product = session().get(Product, product_id)
     if product is None:

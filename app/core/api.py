@@ -5,13 +5,14 @@ from __future__ import annotations
 from http import HTTPStatus
 
 import flask_smorest
-from flask_smorest.utils import prepare_response
 import swagger_ui_bundle
 from flask import Flask, send_from_directory
+from flask_smorest.utils import prepare_response
+from werkzeug.routing import IntegerConverter
 
 from app.core import errors
 from app.core.errors import DomainError, ErrorSchema
-
+from app.core.schemas import MAX_ID
 
 #: What the shared error answers say, for the statuses every endpoint can give.
 SHARED_ERRORS = {
@@ -108,6 +109,13 @@ class Blueprint(flask_smorest.Blueprint):
         return decorator
 
 
+class IdConverter(IntegerConverter):
+    """``<id:card_id>``: a 64-bit id in a path; anything else is simply not found."""
+
+    def __init__(self, url_map, *args, **kwargs):
+        super().__init__(url_map, min=1, max=MAX_ID)
+
+
 def init_app(app: Flask) -> Api:
     app.config.setdefault("API_TITLE", "Omnicard API")
     app.config.setdefault("API_VERSION", "v1")
@@ -126,7 +134,9 @@ def init_app(app: Flask) -> Api:
             }
         },
     )
+    app.url_map.converters["id"] = IdConverter
     api = Api(app)
+    api.register_converter(IdConverter, lambda _: {"type": "integer", "format": "int64"})
     api.spec.components.security_scheme(
         "bearerAuth",
         {

@@ -6,6 +6,13 @@ import marshmallow as ma
 
 #: No single amount in Omnicard comes near this (ten billion in major units).
 MAX_AMOUNT_MINOR = 10**12
+#: Ids are 64-bit: anything larger names nothing.
+MAX_ID = 2**63 - 1
+
+
+def Id(**kwargs) -> ma.fields.Integer:  # noqa: N802 - reads like the other field classes
+    """A whole-number id in a request body."""
+    return ma.fields.Integer(strict=True, validate=ma.validate.Range(1, MAX_ID), **kwargs)
 
 
 class Schema(ma.Schema):
@@ -48,6 +55,6 @@ def decode_cursor(cursor: str | None) -> int | None:
         return None
     from app.core.errors import ValidationFailed
 
-    if not cursor.isdigit():
+    if not (cursor.isascii() and cursor.isdigit() and 0 < len(cursor) <= 18):
         raise ValidationFailed("That cursor is not one we gave out.", fields={"cursor": cursor})
     return int(cursor)

@@ -21,7 +21,7 @@ class FailedAttempt(Base):
     __table_args__ = (Index("ix_failed_attempts_scope_subject_at", "scope", "subject", "at"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    #: What was guessed and by whom: ``card_register:account``, ``card_register:ip``, ...
+    #: What was guessed and by whom: ``card_register:customer``, ``card_register:ip``, ...
     scope: Mapped[str] = mapped_column(String(40))
     subject: Mapped[str] = mapped_column(String(120))
     at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -151,6 +151,13 @@ def look_up(top_up: TopUp) -> ChargeResult | None:
         return None
 
 
+def resume(top_up: TopUp) -> ChargeResult | None:
+    """For a retry of a pending top-up: the gateway's outcome, charging now (under the same
+    reference, so never twice) if the first attempt never reached the processor."""
+    result = look_up(top_up)
+    return result if result is not None else charge(top_up)
+
+
 def settle(s: Session, top_up_id: int, result: ChargeResult | None) -> TopUp:
     """Record the gateway's outcome once: credit the card, or mark the top-up declined.
 
@@ -197,8 +204,12 @@ def settle(s: Session, top_up_id: int, result: ChargeResult | None) -> TopUp:
     return top_up
 
 
+NOT_CHARGED = ChargeResult(approved=False, decline_code="not_charged")
+
+
 def settle_stale(s: Session, older_than_s: int = 30) -> list[TopUp]:
-    """Ask the gateway about every top-up pending for longer than ``older_than_s``."""
+    """Ask the gateway about every top-up pending for longer than ``older_than_s``. One the
+    processor never saw was never charged: it is closed as declined (``not_charged``)."""
     cutoff = utcnow() - timedelta(seconds=older_than_s)
     ids = s.scalars(
         select(TopUp.id).where(TopUp.status == "pending", TopUp.created_at < cutoff)
@@ -206,7 +217,11 @@ def settle_stale(s: Session, older_than_s: int = 30) -> list[TopUp]:
     settled = []
     for top_up_id in ids:
         top_up = s.get(TopUp, top_up_id)
-        settled.append(settle(s, top_up_id, look_up(top_up)))
+        try:
+            result = gateway().lookup(reference=top_up.reference, token=top_up.payment_token)
+        except GatewayTimeout:
+            continue  # still no answer: try again next time
+        settled.append(settle(s, top_up_id, result or NOT_CHARGED))
         s.commit()
     return settled
 

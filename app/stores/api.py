@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from app.core.api import Blueprint
 from app.core.db import session
 from app.core.errors import Conflict
-from app.core.schemas import Schema
+from app.core.schemas import Id, Schema
 from app.stores import services as stores
 from app.stores.services import StoreNotFound
 
@@ -30,7 +30,7 @@ class StoreListSchema(Schema):
 
 
 class DeviceRequestSchema(Schema):
-    store_id = ma.fields.Integer(required=True, strict=True)
+    store_id = Id(required=True)
     kind = ma.fields.String(required=True, validate=ma.validate.OneOf(["pos", "kiosk"]))
     name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=200))
 

@@ -1,6 +1,8 @@
 """Every endpoint is in the OpenAPI document with its request, its answer, its error codes,
 and who may call it."""
 
+import re
+
 import pytest
 
 VALUE_MOVING = {
@@ -30,7 +32,7 @@ def test_the_document_lists_every_api_route(app, spec):
     for rule in app.url_map.iter_rules():
         if not rule.rule.startswith("/v1/"):
             continue
-        path = rule.rule.replace("<int:", "{").replace("<", "{").replace(">", "}")
+        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             routed.add((method.lower(), path))
     assert routed == documented
