@@ -29,7 +29,7 @@ from app.core.schemas import PageArgsSchema, decode_cursor, money
 from app.ledger.errors import AccountFrozen, BalanceLimitExceeded, InsufficientFunds
 from app.ledger.models import LedgerTransaction, Posting
 from app.payments import services as payments
-from app.payments.errors import PaymentDeclined, TopUpNotLoaded
+from app.payments.errors import PaymentDeclined, TopUpNotFound, TopUpNotLoaded
 from app.payments.models import TopUp
 from app.stores.models import Store
 
@@ -165,7 +165,7 @@ class CardTopUps(MethodView):
             result = payments.charge(top_up)
         else:
             top_up = earlier
-            result = payments.look_up(top_up) if top_up.status == "pending" else None
+            result = payments.resume(top_up) if top_up.status == "pending" else None
         top_up = payments.settle(s, top_up.id, result)
         if top_up.status == "declined":
             s.commit()
@@ -180,14 +180,16 @@ class CardTopUps(MethodView):
 class TopUpView(MethodView):
     @blp.requires("customer")
     @blp.response(200, schemas.TopUpSchema)
-    @blp.errors(CardNotFound)
+    @blp.errors(TopUpNotFound)
     def get(self, top_up_id):
         """A top-up of one's own: see a pending one settle."""
         p = current_principal()
         top_up = session().get(TopUp, top_up_id)
         if top_up is None:
-            raise CardNotFound("No such top-up.")
-        card = cards.owned_card(session(), top_up.card_id, p.customer_id)
+            raise TopUpNotFound()
+        card = session().get(Card, top_up.card_id)
+        if card.customer_id != p.customer_id:
+            raise TopUpNotFound()
         return top_up_out(top_up, card)
 
 

@@ -87,6 +87,8 @@ def handle_http_exception(exc: HTTPException):
 def handle_domain_error(exc: DomainError):
     response = jsonify(error_body(exc.code, exc.message, exc.details))
     response.status_code = exc.http_status
+    if "retry_after_s" in exc.details:
+        response.headers["Retry-After"] = str(exc.details["retry_after_s"])
     return response
 
 

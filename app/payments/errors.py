@@ -1,4 +1,4 @@
-from app.core.errors import DomainError
+from app.core.errors import DomainError, NotFound
 
 
 class PaymentDeclined(DomainError):
@@ -11,3 +11,8 @@ class TopUpNotLoaded(DomainError):
     code = "top_up_not_loaded"
     http_status = 409
     message = "The card could not take this top-up; the charge was given back."
+
+
+class TopUpNotFound(NotFound):
+    code = "top_up_not_found"
+    message = "No such top-up."

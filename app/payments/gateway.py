@@ -6,8 +6,9 @@ form and gets back a token, which is all Omnicard stores and sends.
 ``SandboxGateway`` behaves like a processor's test mode, with no network and no state:
 ``tok_visa`` approves, ``tok_chargeDeclined`` declines, ``tok_timeout`` times out after the
 processor has in fact charged (the ambiguous case a real integration must survive: asking
-again with the same reference later finds the charge approved). Any other token is declined
-as ``invalid_payment_token``.
+again with the same reference later finds the charge approved); ``tok_unreachable`` times out
+before the processor ever sees the charge (asking later finds nothing). Any other token is
+declined as ``invalid_payment_token``.
 """
 
 from __future__ import annotations
@@ -51,15 +52,18 @@ class SandboxGateway:
     APPROVE = "tok_visa"
     DECLINE = "tok_chargeDeclined"
     TIMEOUT = "tok_timeout"
+    UNREACHABLE = "tok_unreachable"
 
     def charge(
         self, *, reference: str, token: str, amount_minor: int, currency: str
     ) -> ChargeResult:
-        if token == self.TIMEOUT:
+        if token in (self.TIMEOUT, self.UNREACHABLE):
             raise GatewayTimeout(reference)
         return self._outcome(reference, token)
 
     def lookup(self, *, reference: str, token: str) -> ChargeResult | None:
+        if token == self.UNREACHABLE:
+            return None
         return self._outcome(reference, token)
 
     def refund(self, *, reference: str, processor_ref: str, amount_minor: int) -> None:

@@ -11,7 +11,7 @@ from app.core.db import session
 from app.core.errors import Conflict
 from app.core.schemas import Id, Schema
 from app.stores import services as stores
-from app.stores.services import StoreNotFound
+from app.stores.services import DeviceNotFound, StoreNotFound
 
 blp = Blueprint("stores", __name__, url_prefix="/v1", description="Stores and their devices.")
 
@@ -44,6 +44,14 @@ class DeviceSchema(Schema):
         metadata={"description": "The device's credential, shown only now: "
                   "`Authorization: Bearer <secret>`."}
     )  # fmt: skip
+
+
+class DeviceStateSchema(Schema):
+    id = ma.fields.Integer()
+    store_id = ma.fields.Integer()
+    kind = ma.fields.String()
+    name = ma.fields.String()
+    active = ma.fields.Boolean()
 
 
 class StoreCodeTaken(Conflict):
@@ -91,3 +99,14 @@ class AdminDevices(MethodView):
             "name": device.name,
             "secret": secret,
         }
+
+
+@blp.route("/admin/devices/<id:device_id>/deactivate")
+class AdminDeviceDeactivate(MethodView):
+    @blp.requires("staff", role="admin")
+    @blp.response(200, DeviceStateSchema)
+    @blp.errors(DeviceNotFound)
+    def post(self, device_id):
+        """Switch a device off (lost, stolen, retired): its secret and every cashier session
+        on it stop working at once."""
+        return stores.deactivate_device(session(), device_id)

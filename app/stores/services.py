@@ -61,6 +61,16 @@ def register_device(s: Session, *, store_id: int, kind: str, name: str) -> tuple
     return device, secret
 
 
+def deactivate_device(s: Session, device_id: int) -> Device:
+    """Raises DeviceNotFound."""
+    device = s.get(Device, device_id)
+    if device is None:
+        raise DeviceNotFound()
+    device.active = False
+    s.flush()
+    return device
+
+
 def stores(s: Session) -> list[Store]:
     return list(s.scalars(select(Store).order_by(Store.id)))
 

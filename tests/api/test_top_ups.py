@@ -276,7 +276,9 @@ def test_another_shopper_cannot_see_a_top_up(api, world, shopper):
     other_token, _ = world.shopper("Grace")
     response = api.get(f"/v1/top-ups/{made.json['id']}", token=other_token)
     assert response.status_code == 404
-    assert error_code(response) == "card_not_found"
+    assert error_code(response) == "top_up_not_found"
+    missing = api.get("/v1/top-ups/987654321", token=other_token)
+    assert (missing.status_code, missing.json) == (404, response.json)
 
 
 def test_settle_command_credits_a_pending_top_up_once(app, api, db, shopper):
@@ -744,3 +746,28 @@ def test_concurrent_retries_and_the_settle_command_credit_a_timed_out_top_up_onc
         assert ledger.balance_of(s, account) == 4_000
         assert postings_on(s, account) == 1
         assert [t.status for t in top_ups_of(s, card_id)] == ["succeeded"]
+
+
+def test_retry_while_the_gateway_is_unreachable_stays_pending_and_credits_nothing(
+    api, db, shopper
+):
+    token, card_id = shopper
+    first = top_up(api, token, card_id, 2_000, payment_token="tok_unreachable", key="lost-1")
+    retry = top_up(api, token, card_id, 2_000, payment_token="tok_unreachable", key="lost-1")
+    assert (first.status_code, retry.status_code) == (202, 202)
+    assert retry.json["id"] == first.json["id"]
+    assert retry.json["status"] == "pending"
+    assert card_balance(api, token, card_id) == 0
+    assert len(top_ups_of(db, card_id)) == 1
+
+
+def test_settle_closes_a_top_up_the_processor_never_saw_as_not_charged(app, api, db, shopper):
+    token, card_id = shopper
+    first = top_up(api, token, card_id, 2_000, payment_token="tok_unreachable")
+    assert first.status_code == 202
+    result = app.test_cli_runner().invoke(args=["payments", "settle", "--older-than", "0"])
+    assert result.exit_code == 0, result.output
+    assert f"top-up {first.json['id']}: declined" in result.output
+    after = api.get(f"/v1/top-ups/{first.json['id']}", token=token).json
+    assert (after["status"], after["decline_code"]) == ("declined", "not_charged")
+    assert card_balance(api, token, card_id) == 0
