@@ -69,7 +69,9 @@ def take_back_legs(s: Session, customer: Customer, stars: int) -> tuple[list[Leg
     """Legs that take back ``stars`` a refund's lines earned; also (taken, owed)."""
     if stars <= 0:
         return [], 0, 0
-    taken, owed = rules.take_back(stars, ledger.balance_of(s, customer.stars_account_id))
+    # Locked, then read: Stars spent meanwhile must not be counted as still there.
+    available = ledger.balance_for_update(s, customer.stars_account_id)
+    taken, owed = rules.take_back(stars, available)
     legs = [Leg(issuance(s).id, stars, STAR)]
     if taken:
         legs.append(Leg(customer.stars_account_id, -taken, STAR))

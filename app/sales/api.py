@@ -137,8 +137,9 @@ def sale_body(sale: Sale, card_balance: int | None = None) -> dict:
 
 
 def _auto_reload_after_commit(card_id: int, sale_id: int, before: int, after: int) -> None:
-    """Once the sale has committed and answered, fire the card's auto-reload if it crossed
-    its threshold. In its own transaction: whatever happens here, the sale stands."""
+    """Once the sale has committed, fire the card's auto-reload if it crossed its threshold,
+    in its own transaction: whatever happens here, the sale stands. (It runs before the
+    response leaves, so the till's answer waits for the gateway; a job queue would free it.)"""
 
     def fire():
         with database().sessions() as s:
@@ -199,6 +200,7 @@ class RefundRequestSchema(Schema):
     lines = ma.fields.List(
         ma.fields.Nested(LineRequestSchema),
         load_default=None,
+        validate=ma.validate.Length(min=1, max=200),
         metadata={"description": "What to refund; everything left when omitted."},
     )
 
@@ -260,7 +262,7 @@ class SaleRefunds(MethodView):
     @blp.arguments(RefundRequestSchema)
     @blp.response(201, RefundSchema)
     @blp.errors(SaleNotFound, RefundExceedsSale, NothingToRefund, BalanceLimitExceeded,
-                InsufficientFunds)  # fmt: skip
+                InsufficientFunds, AccountFrozen)  # fmt: skip
     def post(self, data, sale_id):
         """Refund lines of a sale of this store, back to the tenders it was paid with (card
         balance, then bank card, then cash), never more than each paid; the Stars those lines

@@ -203,6 +203,8 @@ def refund_sale(
             {"sku": line.sku, "quantity": quantity, "amount_minor": money, "stars": earned}
         )
 
+    if amount == 0 and stars == 0:
+        raise NothingToRefund("These lines were free: there is nothing to give back.")
     store = s.get(Store, sale.store_id)
     currency = sale.currency
     legs = [Leg(store.sales_account_id, -amount, currency)] if amount else []
