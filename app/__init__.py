@@ -28,13 +28,14 @@ def create_app(overrides: dict | None = None) -> Flask:
     from app.catalog import images as product_images
     from app.core import cli as core_cli
     from app.customers import api as customers_api
+    from app.events import api as events_api
     from app.ledger import cli as ledger_cli
     from app.payments import cli as payments_cli
     from app.sales import api as sales_api
     from app.stores import api as stores_api
     from app.system import api as system_api
 
-    for part in (core_cli, ledger_cli, auth_cli, payments_cli, demo):
+    for part in (core_cli, ledger_cli, auth_cli, payments_cli, demo, events_api):
         part.init_app(app)
     for module in (
         system_api,
@@ -44,6 +45,7 @@ def create_app(overrides: dict | None = None) -> Flask:
         sales_api,
         catalog_api,
         stores_api,
+        events_api,
     ):
         api.register_blueprint(module.blp)
     app.register_blueprint(product_images.blp)

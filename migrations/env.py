@@ -11,6 +11,13 @@ from app.models import metadata
 config = context.config
 
 
+def render_item(type_, obj, autogen_context):
+    """Migrations spell Omnicard's UTC timestamps as the plain column type they store."""
+    if type_ == "type" and type(obj).__name__ == "_UtcDateTime":
+        return "sa.DateTime(timezone=True)"
+    return False
+
+
 def run_migrations_offline() -> None:
     context.configure(
         url=app_config.from_environment()["DATABASE_URL"],
@@ -23,7 +30,12 @@ def run_migrations_offline() -> None:
 
 
 def _run(connection) -> None:
-    context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
+    context.configure(
+        connection=connection,
+        target_metadata=metadata,
+        render_as_batch=True,
+        render_item=render_item,
+    )
     with context.begin_transaction():
         context.run_migrations()
 

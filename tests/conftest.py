@@ -31,7 +31,13 @@ from app.models import metadata
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 #: Cheap password hashing keeps the suite fast; everything else is as in production.
-TEST_CONFIG = {"TESTING": True, "ARGON2_TIME_COST": 1, "ARGON2_MEMORY_KIB": 1024}
+TEST_CONFIG = {
+    "TESTING": True,
+    "ARGON2_TIME_COST": 1,
+    "ARGON2_MEMORY_KIB": 1024,
+    # Tests that need live streams start an app of their own with the hub on.
+    "EVENTS_HUB": False,
+}
 #: Children before parents, for emptying the tables after a test that committed.
 TABLES_TO_EMPTY = tuple(table.name for table in reversed(metadata.sorted_tables))
 

@@ -26,6 +26,7 @@ from app.core.api import Blueprint
 from app.core.db import session
 from app.core.errors import ValidationFailed
 from app.core.schemas import PageArgsSchema, decode_cursor, money
+from app.events import changes
 from app.ledger.errors import AccountFrozen, BalanceLimitExceeded, InsufficientFunds
 from app.ledger.models import LedgerTransaction, Posting
 from app.payments import services as payments
@@ -363,8 +364,14 @@ class CardLookup(MethodView):
     @blp.response(200, schemas.CardSchema)
     @blp.errors(CustomerNotIdentified, CardFrozen)
     def post(self, data):
-        """Find the card a shopper presents (its number or an NFC tag), e.g. to load it."""
-        card, _ = cards.identify(session(), **data)
+        """Find the card a shopper presents (its number or an NFC tag), e.g. to load it.
+
+        From now on this till's event stream also shows that card's changes, for a while.
+        """
+        p = current_principal()
+        card, how = cards.identify(session(), **data)
+        changes.card_presented(session(), card, device_id=p.device_id, store_id=p.store_id,
+                               how=how)  # fmt: skip
         return card_out(card)
 
 

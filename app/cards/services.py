@@ -26,6 +26,7 @@ from app.cards.errors import (
 from app.cards.models import Card, CardBatch, PayCode
 from app.core import throttle
 from app.core.types import utcnow
+from app.events import changes
 from app.ledger import services as ledger
 from app.ledger.rules import Leg
 
@@ -156,6 +157,7 @@ def register_card(
     if not cards_of_primary_exists(s, customer_id):
         card.is_primary = True
     s.flush()
+    changes.card_added(s, card)
     return card
 
 
@@ -272,6 +274,11 @@ def transfer_between(s: Session, source: Card, target: Card, amount: int, *, act
         ],
         meta={"from_card_id": source.id, "to_card_id": target.id},
     )
+    for card in (source, target):
+        changes.card_balance_changed(
+            s, card, posted.balances[card.account_id], currency(), reason="card_transfer",
+            transaction_id=posted.transaction_id,
+        )  # fmt: skip
     return posted.transaction_id
 
 
@@ -293,8 +300,10 @@ def report_lost(s: Session, card: Card, *, actor: str) -> Card:
     card.replaced_by_id = replacement.id
     s.flush()
     balance = ledger.balance_for_update(s, card.account_id)
+    changes.card_status_changed(s, card, replaced_by_id=replacement.id)
+    changes.card_added(s, replacement)
     if balance:
-        ledger.post(
+        moved = ledger.post(
             s,
             kind="lost_card_move",
             channel="app",
@@ -305,6 +314,11 @@ def report_lost(s: Session, card: Card, *, actor: str) -> Card:
             ],
             meta={"from_card_id": card.id, "to_card_id": replacement.id},
         )
+        for each, now in ((card, 0), (replacement, balance)):
+            changes.card_balance_changed(
+                s, each, now, currency(), reason="lost_card_move",
+                transaction_id=moved.transaction_id,
+            )  # fmt: skip
     ledger.freeze(s, card.account_id)
     return replacement
 

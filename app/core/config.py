@@ -63,6 +63,10 @@ def from_environment() -> dict:
         "STARS_PER_UNIT_OTHER": _int("OMNICARD_STARS_PER_UNIT_OTHER", 1),
         #: Lifetime Stars that make a shopper Gold.
         "GOLD_TIER_STARS": _int("OMNICARD_GOLD_TIER_STARS", 300),
+        #: Run this process's event hub (live streams and event sequencing).
+        "EVENTS_HUB": env.get("OMNICARD_EVENTS_HUB", "1") not in ("0", "false", "no"),
+        #: Seconds between heartbeats on an idle event stream.
+        "EVENTS_HEARTBEAT_S": _int("OMNICARD_EVENTS_HEARTBEAT_S", 15),
         #: The payment gateway for top-ups: ``sandbox`` behaves like a processor's test mode.
         "PAYMENT_GATEWAY": env.get("OMNICARD_PAYMENT_GATEWAY", "sandbox"),
     }

@@ -8,11 +8,13 @@ and then race to write it: the second waits for the first (WAL mode keeps reader
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from flask import Flask, current_app, g
 from sqlalchemy import MetaData, create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 NAMING_CONVENTION = {
@@ -55,7 +57,21 @@ def _make_sqlite_safe(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        if connection.get_execution_options().get("omnicard_read_only"):
+            connection.exec_driver_sql("BEGIN")  # a reader: WAL gives it a snapshot, no lock
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@contextmanager
+def read_only(engine: Engine) -> Iterator[Connection]:
+    """A short read that takes no write lock (on SQLite) and is rolled back at the end."""
+    with engine.connect() as connection:
+        connection = connection.execution_options(omnicard_read_only=True)
+        try:
+            yield connection
+        finally:
+            connection.rollback()
 
 
 class Database:

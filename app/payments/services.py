@@ -20,6 +20,7 @@ from app.cards.errors import AmountOutOfRange
 from app.cards.models import AutoReload, Card
 from app.cards.services import card_balance, check_currency, currency, require_active
 from app.core.types import utcnow
+from app.events import changes
 from app.ledger import services as ledger
 from app.ledger.errors import AccountFrozen, BalanceLimitExceeded
 from app.ledger.rules import Leg
@@ -97,6 +98,11 @@ def top_up_at_till(
     )
     s.add(top_up)
     s.flush()
+    changes.card_balance_changed(
+        s, card, posted.balances[card.account_id], currency(), reason="top_up",
+        transaction_id=posted.transaction_id, store_id=store.id,
+    )  # fmt: skip
+    changes.top_up_settled(s, top_up, card)
     return top_up
 
 
@@ -171,6 +177,7 @@ def settle(s: Session, top_up_id: int, result: ChargeResult | None) -> TopUp:
         top_up.status = "declined"
         top_up.decline_code = result.decline_code
         s.flush()
+        changes.top_up_settled(s, top_up, s.get(Card, top_up.card_id))
         return top_up
     card = s.get(Card, top_up.card_id)
     top_up.processor_ref = result.processor_ref
@@ -197,10 +204,16 @@ def settle(s: Session, top_up_id: int, result: ChargeResult | None) -> TopUp:
         top_up.status = "declined"
         top_up.decline_code = refused.code
         s.flush()
+        changes.top_up_settled(s, top_up, card)
         return top_up
     top_up.status = "succeeded"
     top_up.ledger_transaction_id = posted.transaction_id
     s.flush()
+    changes.card_balance_changed(
+        s, card, posted.balances[card.account_id], top_up.currency, reason="top_up",
+        transaction_id=posted.transaction_id,
+    )  # fmt: skip
+    changes.top_up_settled(s, top_up, card)
     return top_up
 
 

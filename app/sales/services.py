@@ -25,6 +25,7 @@ from app.catalog.pricing import ListPrice, price_cart
 from app.catalog.services import products_by_sku
 from app.core.types import utcnow
 from app.customers.models import Customer
+from app.events import changes
 from app.ledger import services as ledger
 from app.ledger.rules import Leg
 from app.loyalty import rules as loyalty_rules
@@ -153,6 +154,20 @@ def make_sale(
     if card is not None and after is None:
         after = cards.card_balance(s, card)
     before = after + from_card if after is not None else None
+
+    if card is not None:
+        changes.card_presented(s, card, device_id=principal.device_id, store_id=store.id,
+                               how=method)  # fmt: skip
+        if from_card:
+            changes.card_balance_changed(
+                s, card, after, currency, reason="sale", transaction_id=posted.transaction_id,
+                store_id=store.id,
+            )  # fmt: skip
+    if customer is not None and customer.stars_account_id in posted.balances:
+        changes.stars_changed(
+            s, customer.id, posted.balances[customer.stars_account_id], reason="sale"
+        )
+    changes.sale_completed(s, sale, after)
     return SaleOutcome(sale, card, before, after)
 
 
@@ -209,6 +224,8 @@ def refund_sale(
     currency = sale.currency
     legs = [Leg(store.sales_account_id, -amount, currency)] if amount else []
     refund_tenders = []
+    refund_card = None
+    customer = None
     left = amount
     tenders = sorted(
         s.scalars(select(SaleTender).where(SaleTender.sale_id == sale.id)),
@@ -222,7 +239,8 @@ def refund_sale(
         tender.refunded_minor += give
         refund_tenders.append({"type": tender.type, "amount_minor": give})
         if tender.type == "card_balance":
-            legs.append(Leg(_card_to_refund(s, sale.card_id).account_id, give, currency))
+            refund_card = _card_to_refund(s, sale.card_id)
+            legs.append(Leg(refund_card.account_id, give, currency))
         elif tender.type == "cash":
             legs.append(Leg(store.cash_account_id, give, currency))
         else:
@@ -258,6 +276,16 @@ def refund_sale(
     )
     s.add(refund)
     s.flush()
+    if refund_card is not None:
+        changes.card_balance_changed(
+            s, refund_card, posted.balances[refund_card.account_id], currency, reason="refund",
+            transaction_id=posted.transaction_id, store_id=store.id,
+        )  # fmt: skip
+    if customer is not None and customer.stars_account_id in posted.balances:
+        changes.stars_changed(
+            s, sale.customer_id, posted.balances[customer.stars_account_id], reason="refund"
+        )
+    changes.refund_completed(s, refund, sale)
     return refund
 
 

@@ -1,0 +1,184 @@
+"""``GET /v1/events``: the live stream of what the caller may see, as Server-Sent Events.
+
+Resume after a dropped connection with the ``Last-Event-ID`` header (browsers send it by
+themselves) or ``?last_event_id=``: the stream first replays every event after it, then goes
+live, with no gap and no duplicate. Idle streams get a heartbeat comment.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import marshmallow as ma
+from flask import Flask, current_app, request
+from flask.views import MethodView
+from sqlalchemy import and_, or_, select
+
+from app.auth.principal import Principal, current_principal
+from app.core.api import Blueprint
+from app.core.db import database, read_only
+from app.core.errors import ValidationFailed
+from app.core.schemas import Schema
+from app.core.types import utcnow
+from app.events.hub import PRESENTED_FOR, Delivered, EventHub, Subscriber, fetch_after
+from app.events.models import Event
+
+blp = Blueprint("events", __name__, url_prefix="/v1", description="The live event stream.")
+
+
+class StreamArgsSchema(Schema):
+    last_event_id = ma.fields.Integer(
+        load_default=None,
+        validate=ma.validate.Range(min=0),
+        metadata={"description": "Resume after this event (or send `Last-Event-ID`)."},
+    )
+
+
+def hub(app: Flask | None = None) -> EventHub | None:
+    """This process's event hub, started on first use (after any fork)."""
+    app = app or current_app
+    holder = app.extensions["omnicard.events"]
+    if holder["hub"] is None and holder["enabled"]:
+        with holder["lock"]:
+            if holder["hub"] is None:
+                engine = database(app).engine
+                dsn = None
+                if engine.dialect.name == "postgresql":
+                    dsn = engine.url.set(drivername="postgresql").render_as_string(
+                        hide_password=False
+                    )
+                holder["hub"] = EventHub(engine, dsn).start()
+    return holder["hub"]
+
+
+def subscriber_for(p: Principal) -> Subscriber:
+    if p.kind == "customer":
+        return Subscriber(customer_id=p.customer_id)
+    if p.kind == "staff":
+        return Subscriber(everything=True)
+    if p.device_kind == "kiosk":
+        return Subscriber(device_id=p.device_id)
+    return Subscriber(store_id=p.store_id, device_id=p.device_id)
+
+
+def presented_here(connection, device_id: int) -> dict[int, object]:
+    rows = connection.execute(
+        select(Event.card_id, Event.created_at).where(
+            Event.type == "card.presented",
+            Event.device_id == device_id,
+            Event.created_at > utcnow() - PRESENTED_FOR,
+            Event.position.is_not(None),
+        )
+    )
+    return {card_id: at for card_id, at in rows}
+
+
+def visible_to(sub: Subscriber):
+    """The SQL twin of ``Subscriber.may_see``, for replaying from the database."""
+    if sub.everything:
+        return []
+    clauses = []
+    if sub.customer_id is not None:
+        clauses.append(Event.customer_id == sub.customer_id)
+    if sub.device_id is not None:
+        clauses.append(Event.device_id == sub.device_id)
+    if sub.store_id is not None:
+        clauses.append(and_(Event.store_id == sub.store_id, Event.type != "card.presented"))
+    if sub.watched:
+        clauses.append(and_(Event.card_id.in_(list(sub.watched)), Event.type != "card.presented"))
+    return [or_(*clauses)]
+
+
+def sse(e: Delivered) -> str:
+    return f"id: {e.position}\nevent: {e.type}\ndata: {json.dumps(e.wire())}\n\n"
+
+
+def stream(app: Flask, event_hub: EventHub, sub: Subscriber, last: int) -> Iterator[str]:
+    heartbeat_s = app.config["EVENTS_HEARTBEAT_S"]
+    engine = database(app).engine
+
+    def replay(after: int) -> Iterator[Delivered]:
+        while True:
+            with read_only(engine) as c:
+                if sub.device_id is not None and not sub.everything:
+                    sub.watched.update(presented_here(c, sub.device_id))
+                page = fetch_after(c, after, 500, *visible_to(sub))
+            yield from page
+            if len(page) < 500:
+                return
+            after = page[-1].position
+
+    try:
+        yield "retry: 1000\n\n"
+        for e in replay(last):
+            yield sse(e)
+            last = e.position
+        while True:
+            events, behind = sub.take(heartbeat_s)
+            if sub.closed:
+                return
+            if behind:
+                events = list(replay(last))
+            if not events:
+                yield ": heartbeat\n\n"
+            for e in events:
+                if e.position > last:
+                    yield sse(e)
+                    last = e.position
+    finally:
+        event_hub.unsubscribe(sub)
+
+
+@blp.route("/events")
+class Events(MethodView):
+    @blp.requires("customer", "cashier", "device", "staff", role="admin")
+    @blp.arguments(StreamArgsSchema, location="query")
+    @blp.doc(
+        responses={
+            "200": {
+                "description": "`text/event-stream`: each event is `id: <position>`, "
+                '`event: <type>`, `data: {"id", "type", "created_at", "data"}`; '
+                "idle streams get `: heartbeat` comments.",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            }
+        }
+    )
+    @blp.errors(ValidationFailed)
+    def get(self, args):
+        """Live events: a shopper sees their own; a till, its store's and the cards presented
+        to it; a kiosk, its own; an admin, everything."""
+        last = args["last_event_id"]
+        header = request.headers.get("Last-Event-ID")
+        if header is not None:
+            if not header.isascii() or not header.isdigit() or len(header) > 18:
+                raise ValidationFailed(fields={"Last-Event-ID": ["Not an event id."]})
+            last = int(header)
+        event_hub = hub()
+        if event_hub is None:
+            raise ValidationFailed("The live stream is switched off on this server.")
+        sub = event_hub.subscribe(subscriber_for(current_principal()))
+        app = current_app._get_current_object()
+        if last is None:  # only what happens from now on
+            last = event_hub.sequenced_position()
+        response = app.response_class(
+            stream(app, event_hub, sub, last), mimetype="text/event-stream"
+        )
+        response.headers["Cache-Control"] = "no-cache"
+        response.headers["X-Accel-Buffering"] = "no"
+        return response
+
+
+def init_app(app: Flask) -> None:
+    import threading
+
+    from app.events.outbox import wake_after_commit
+
+    app.extensions["omnicard.events"] = {
+        "hub": None,
+        "enabled": app.config["EVENTS_HUB"],
+        "lock": threading.Lock(),
+    }
+    wake_after_commit(
+        database(app).sessions, lambda: app.extensions["omnicard.events"]["hub"] or hub(app)
+    )

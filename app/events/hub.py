@@ -1,0 +1,281 @@
+"""The event hub: one per app process. It sequences committed events, learns of new ones, and
+hands each to the local subscribers allowed to see it.
+
+One background thread does the work and, on PostgreSQL, one more holds the process's single
+LISTEN connection (not one per subscriber). A wake-up is only a hint: the thread also looks
+once a second, and the database rows are the truth. Each subscriber has a bounded queue; one
+that cannot keep up is told to catch up from the database instead, so a slow or stalled client
+never delays the others and never misses an event.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import psycopg
+from sqlalchemy import select, text
+from sqlalchemy.engine import Connection, Engine
+
+from app.core.db import read_only
+from app.core.types import utcnow
+from app.events.models import Event
+from app.events.outbox import EVENTS_CHANNEL, PENDING_CHANNEL, SEQUENCER_LOCK, sequence_committed
+
+log = logging.getLogger(__name__)
+
+#: How long a card presented at a till keeps that till watching it.
+PRESENTED_FOR = timedelta(minutes=30)
+QUEUE_LIMIT = 1000
+SAFETY_POLL_S = 1.0
+
+
+@dataclass(frozen=True)
+class Delivered:
+    position: int
+    type: str
+    created_at: datetime
+    customer_id: int | None
+    store_id: int | None
+    device_id: int | None
+    card_id: int | None
+    payload: dict
+
+    def wire(self) -> dict:
+        return {
+            "id": self.position,
+            "type": self.type,
+            "created_at": self.created_at.isoformat(),
+            "data": self.payload,
+        }
+
+
+@dataclass(eq=False)
+class Subscriber:
+    """What one open stream may see, and the events waiting for it."""
+
+    everything: bool = False
+    customer_id: int | None = None
+    store_id: int | None = None
+    device_id: int | None = None
+    #: Cards presented at this till: their events come here too, for a while.
+    watched: dict[int, datetime] = field(default_factory=dict)
+    queue: list[Delivered] = field(default_factory=list)
+    behind: bool = False
+    closed: bool = False
+    ready: threading.Condition = field(default_factory=threading.Condition)
+
+    def may_see(self, e: Delivered) -> bool:
+        if self.everything:
+            return True
+        if e.type == "card.presented":  # only the till it was presented to
+            return self.device_id is not None and e.device_id == self.device_id
+        if self.customer_id is not None and e.customer_id == self.customer_id:
+            return True
+        if self.device_id is not None and e.device_id == self.device_id:
+            return True
+        if self.store_id is not None and e.store_id == self.store_id:
+            return True
+        if e.card_id is not None and e.card_id in self.watched:
+            return self.watched[e.card_id] > utcnow() - PRESENTED_FOR
+        return False
+
+    def offer(self, e: Delivered) -> None:
+        presented_here = e.type == "card.presented" and e.device_id == self.device_id
+        if presented_here and self.device_id is not None:
+            self.watched[e.payload["card_id"]] = e.created_at
+        with self.ready:
+            if len(self.queue) >= QUEUE_LIMIT:
+                self.behind = True  # catch up from the database instead
+                self.queue.clear()
+            elif not self.behind:
+                self.queue.append(e)
+            self.ready.notify()
+
+    def take(self, timeout_s: float) -> tuple[list[Delivered], bool]:
+        """Wait up to ``timeout_s`` for events; also whether the stream fell behind."""
+        with self.ready:
+            if not self.queue and not self.behind and not self.closed:
+                self.ready.wait(timeout_s)
+            events, self.queue = self.queue, []
+            behind, self.behind = self.behind, False
+            return events, behind
+
+    def close(self) -> None:
+        with self.ready:
+            self.closed = True
+            self.ready.notify()
+
+
+EVENT_COLUMNS = (
+    Event.position,
+    Event.type,
+    Event.created_at,
+    Event.customer_id,
+    Event.store_id,
+    Event.device_id,
+    Event.card_id,
+    Event.payload,
+)
+
+
+def fetch_after(connection: Connection, after: int, limit: int, *where) -> list[Delivered]:
+    """Sequenced events after ``after``, in order, optionally only those matching ``where``."""
+    query = (
+        select(*EVENT_COLUMNS)
+        .where(Event.position > after, *where)
+        .order_by(Event.position)
+        .limit(limit)
+    )
+    return [Delivered(*row) for row in connection.execute(query)]
+
+
+class EventHub:
+    def __init__(self, engine: Engine, listen_dsn: str | None) -> None:
+        self.engine = engine
+        self.listen_dsn = listen_dsn  # a libpq URL on PostgreSQL; None on SQLite
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self.subscribers: set[Subscriber] = set()
+        self.lock = threading.Lock()
+        self.last_position = 0
+        self.leader = False
+        self.listener: psycopg.Connection | None = None
+        self.threads: list[threading.Thread] = []
+        self.ready = threading.Event()
+
+    # --- life cycle --------------------------------------------------------------------
+
+    def start(self) -> EventHub:
+        self.last_position = self._max_position()
+        worker = threading.Thread(target=self._run, name="omnicard-event-hub", daemon=True)
+        self.threads.append(worker)
+        if self.listen_dsn is not None:
+            listener = threading.Thread(target=self._listen, name="omnicard-listen", daemon=True)
+            self.threads.append(listener)
+            listener.start()
+        else:
+            self.ready.set()
+        worker.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.wake.set()
+        for t in self.threads:
+            t.join(timeout=5)
+        with self.lock:
+            for sub in self.subscribers:
+                sub.close()
+
+    def poke(self) -> None:
+        """Something committed here: look now."""
+        self._pending_here = True
+        self.wake.set()
+
+    # --- subscribers -------------------------------------------------------------------
+
+    def subscribe(self, sub: Subscriber) -> Subscriber:
+        with self.lock:
+            self.subscribers.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        with self.lock:
+            self.subscribers.discard(sub)
+        sub.close()
+
+    # --- the work ----------------------------------------------------------------------
+
+    _pending_here = False
+
+    def _run(self) -> None:
+        while not self.stopping.is_set():
+            self.wake.wait(SAFETY_POLL_S)
+            self.wake.clear()
+            if self.stopping.is_set():
+                return
+            try:
+                self._sequence_if_leader()
+                self._dispatch_new()
+            except Exception:  # keep serving; the next round retries from the database
+                log.exception("event hub round failed")
+                time.sleep(0.1)
+
+    def _sequence_if_leader(self) -> None:
+        pending_here, self._pending_here = self._pending_here, False
+        if self.listen_dsn is None:
+            with self.engine.begin() as c:
+                sequence_committed(c)
+            return
+        if not self.leader:
+            if pending_here:
+                self._notify(PENDING_CHANNEL, "")  # the sequencer is another process
+            return
+        with self.engine.begin() as c:
+            top = sequence_committed(c)
+            if top > self.last_position:
+                c.execute(text("SELECT pg_notify(:channel, :top)"),
+                          {"channel": EVENTS_CHANNEL, "top": str(top)})  # fmt: skip
+
+    def _dispatch_new(self) -> None:
+        with self.lock:
+            subscribers = list(self.subscribers)
+        if not subscribers:
+            self.last_position = self._max_position()
+            return
+        while True:
+            with read_only(self.engine) as c:
+                events = fetch_after(c, self.last_position, 1000)
+            if not events:
+                return
+            for e in events:
+                for sub in subscribers:
+                    if sub.may_see(e):
+                        sub.offer(e)
+            self.last_position = events[-1].position
+            if len(events) < 1000:
+                return
+
+    def sequenced_position(self) -> int:
+        """The newest event delivered to anyone so far (from the database)."""
+        return self._max_position()
+
+    def _max_position(self) -> int:
+        with read_only(self.engine) as c:
+            return c.execute(text("SELECT COALESCE(MAX(position), 0) FROM events")).scalar()
+
+    # --- PostgreSQL: one LISTEN connection per process -----------------------------------
+
+    def _notify(self, channel: str, payload: str) -> None:
+        with self.engine.begin() as c:
+            c.execute(text("SELECT pg_notify(:channel, :payload)"),
+                      {"channel": channel, "payload": payload})  # fmt: skip
+
+    def _listen(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                with psycopg.connect(self.listen_dsn, autocommit=True) as conn:
+                    self.listener = conn
+                    conn.execute(f"LISTEN {EVENTS_CHANNEL}")
+                    conn.execute(f"LISTEN {PENDING_CHANNEL}")
+                    self.ready.set()
+                    tried_at = 0.0
+                    while not self.stopping.is_set():
+                        if not self.leader and time.monotonic() - tried_at >= SAFETY_POLL_S:
+                            tried_at = time.monotonic()
+                            self.leader = conn.execute(
+                                "SELECT pg_try_advisory_lock(%s)", (SEQUENCER_LOCK,)
+                            ).fetchone()[0]
+                            if self.leader:
+                                self.wake.set()  # whatever waited for a sequencer
+                        for _ in conn.notifies(timeout=SAFETY_POLL_S, stop_after=1):
+                            self.wake.set()
+            except psycopg.Error:
+                log.exception("event listener lost its connection; reconnecting")
+                self.leader = False
+                time.sleep(0.5)
+        self.leader = False

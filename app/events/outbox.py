@@ -1,0 +1,80 @@
+"""Writing events (in the caller's transaction) and sequencing them (after commit).
+
+The sale path only inserts a row: no NOTIFY inside its transaction, so it never queues on
+PostgreSQL's notification lock. After the commit, the process wakes its own event hub in
+memory; the hub sequences what has committed and sends one NOTIFY per batch, which wakes the
+hubs of every other process.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import event as sa_event
+from sqlalchemy import insert, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+
+from app.core.types import utcnow
+from app.events.models import Event
+
+EVENTS_CHANNEL = "omnicard_events"
+PENDING_CHANNEL = "omnicard_outbox"
+#: Held by whichever process sequences events (PostgreSQL advisory lock key).
+SEQUENCER_LOCK = 0x0C0A_2D_E7
+
+
+def emit(
+    s: Session,
+    type: str,
+    payload: dict,
+    *,
+    customer_id: int | None = None,
+    store_id: int | None = None,
+    device_id: int | None = None,
+    card_id: int | None = None,
+) -> None:
+    """Write an event in ``s``'s transaction: it exists if and only if the change commits."""
+    s.execute(
+        insert(Event),
+        {
+            "type": type,
+            "created_at": utcnow(),
+            "customer_id": customer_id,
+            "store_id": store_id,
+            "device_id": device_id,
+            "card_id": card_id,
+            "payload": payload,
+        },
+    )
+    s.info["events_emitted"] = True
+
+
+_SEQUENCE = text(
+    "UPDATE events SET position = numbered.base + numbered.n "
+    "FROM (SELECT id, row_number() OVER (ORDER BY id) AS n, "
+    "      (SELECT COALESCE(MAX(position), 0) FROM events) AS base "
+    "      FROM events WHERE position IS NULL ORDER BY id LIMIT :batch) AS numbered "
+    "WHERE events.id = numbered.id"
+)
+
+
+def sequence_committed(connection: Connection, batch: int = 5000) -> int:
+    """Give every committed, unsequenced event its position, in id order (one sequencer at a
+    time holds the lock, so positions only grow). Returns the highest position now given."""
+    while connection.execute(_SEQUENCE, {"batch": batch}).rowcount == batch:
+        pass
+    return connection.execute(text("SELECT COALESCE(MAX(position), 0) FROM events")).scalar()
+
+
+def wake_after_commit(sessions, hub_of) -> None:
+    """After any session that emitted events commits, wake this process's hub."""
+
+    @sa_event.listens_for(sessions, "after_commit")
+    def _after_commit(session: Session) -> None:
+        if session.info.pop("events_emitted", False):
+            hub = hub_of()
+            if hub is not None:
+                hub.poke()
+
+    @sa_event.listens_for(sessions, "after_rollback")
+    def _after_rollback(session: Session) -> None:
+        session.info.pop("events_emitted", None)

@@ -1,0 +1,270 @@
+"""A real Omnicard server on 127.0.0.1 with its event hub running, and a real SSE client."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import uuid
+from dataclasses import dataclass
+
+import pytest
+from werkzeug.serving import make_server
+
+from app import create_app
+from app.auth.services import issue_token
+from app.core.db import database, session
+from tests.conftest import ROOT, TEST_CONFIG
+
+
+class Quiet(Exception):
+    """Only heartbeats came: the stream has nothing (more) for this subscriber."""
+
+
+@dataclass
+class Received:
+    id: int
+    type: str
+    data: dict
+
+
+class Stream:
+    """An open ``GET /v1/events`` connection, read event by event."""
+
+    def __init__(self, port: int, token: str, last_event_id: int | None = None, timeout=10.0):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        lines = [
+            "GET /v1/events HTTP/1.1",
+            f"Host: 127.0.0.1:{port}",
+            f"Authorization: Bearer {token}",
+            "Accept: text/event-stream",
+        ]
+        if last_event_id is not None:
+            lines.append(f"Last-Event-ID: {last_event_id}")
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        self.fp = self.sock.makefile("rb")
+        self.status = int(self.fp.readline().split()[1])
+        self.headers = {}
+        while (line := self.fp.readline().decode().strip()) != "":
+            name, _, value = line.partition(": ")
+            self.headers[name.lower()] = value
+        self.heartbeats = 0
+
+    def set_timeout(self, seconds: float) -> None:
+        self.sock.settimeout(seconds)
+
+    def next(self, quiet_after_heartbeats: int | None = None) -> Received:
+        """The next event. Raises Quiet once that many heartbeats pass without one, and
+        TimeoutError (the socket's) if nothing at all arrives."""
+        fields: dict[str, str] = {}
+        heartbeats = 0
+        while True:
+            line = self.fp.readline()
+            if not line:
+                raise ConnectionError("stream closed")
+            line = line.decode().rstrip("\n")
+            if line == "":
+                if "data" in fields:
+                    return Received(int(fields["id"]), fields["event"], json.loads(fields["data"]))
+                fields = {}
+                continue
+            if line.startswith(":"):
+                self.heartbeats += 1
+                heartbeats += 1
+                if quiet_after_heartbeats is not None and heartbeats >= quiet_after_heartbeats:
+                    raise Quiet()
+                continue
+            name, _, value = line.partition(": ")
+            fields[name] = value
+
+    def until(self, predicate, limit: int = 1000) -> list[Received]:
+        """Events up to and including the first one ``predicate`` accepts."""
+        seen = []
+        for _ in range(limit):
+            event = self.next()
+            seen.append(event)
+            if predicate(event):
+                return seen
+        raise AssertionError(f"no matching event in {limit}: {seen[-5:]}")
+
+    def close(self) -> None:
+        self.fp.close()
+        self.sock.close()
+
+
+class Live:
+    """A served app plus helpers to act on it for real (every request commits)."""
+
+    def __init__(self, app, port: int):
+        self.app, self.port = app, port
+        self.client = app.test_client()
+        self.streams: list[Stream] = []
+
+    def call(self, method, path, token=None, json_body=None, key=True):
+        headers = {}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        if key and method != "GET":
+            headers["Idempotency-Key"] = uuid.uuid4().hex
+        response = self.client.open(path, method=method, json=json_body, headers=headers)
+        return response
+
+    def stream(self, token, last_event_id=None, timeout=10.0, port=None) -> Stream:
+        stream = Stream(port or self.port, token, last_event_id, timeout)
+        self.streams.append(stream)
+        return stream
+
+    def shopper(self, name="Ada"):
+        email = f"{uuid.uuid4().hex[:10]}@example.test"
+        r = self.call("POST", "/v1/auth/signup", json_body={
+            "email": email, "password": "a long password", "name": name}, key=False)  # fmt: skip
+        assert r.status_code == 201, r.json
+        return r.json["token"], r.json["customer"]
+
+    def admin_token(self):
+        from app.auth.services import create_staff
+
+        with self.app.app_context():
+            admin = create_staff(
+                session(), email=f"{uuid.uuid4().hex[:8]}@staff.test", name="Admin",
+                role="admin", password="correct horse battery",
+            )  # fmt: skip
+            token, _ = issue_token(session(), "staff", 3600, staff_id=admin.id)
+            session().commit()
+            return token
+
+    def till(self, admin):
+        from app.auth.services import create_staff
+
+        code = uuid.uuid4().hex[:6]
+        store = self.call(
+            "POST",
+            "/v1/admin/stores",
+            admin,
+            {"code": f"s-{code}", "name": f"Store {code}"},
+            key=False,
+        ).json
+        device = self.call(
+            "POST",
+            "/v1/admin/devices",
+            admin,
+            {"store_id": store["id"], "kind": "pos", "name": "Till"},
+            key=False,
+        ).json
+        with self.app.app_context():
+            cashier = create_staff(
+                session(), email=f"{code}@cashier.test", name="Cashier", role="cashier",
+                password="correct horse battery", staff_code=f"K{code}", pin="2468",
+                store_id=store["id"],
+            )  # fmt: skip
+            session().commit()
+        signed = self.call(
+            "POST",
+            "/v1/pos/sessions",
+            device["secret"],
+            {"staff_code": cashier.staff_code, "pin": "2468"},
+            key=False,
+        )
+        assert signed.status_code == 201, signed.json
+        return store, device, signed.json["token"]
+
+    def product(self, admin, sku, price):
+        r = self.call("POST", "/v1/products", admin, {
+            "sku": sku, "name": sku, "category": "coffee",
+            "price": {"amount": price, "currency": "USD"}}, key=False)  # fmt: skip
+        assert r.status_code == 201, r.json
+
+    def card_number(self, card_id):
+        from app.cards.models import Card
+
+        with self.app.app_context():
+            return session().get(Card, card_id).number
+
+    def load(self, card_id, amount, cashier):
+        r = self.call(
+            "POST",
+            f"/v1/cards/{card_id}/top-ups",
+            cashier,
+            {"amount": {"amount": amount, "currency": "USD"}, "tender": "cash"},
+        )
+        assert r.status_code == 201, r.json
+
+    def sell(self, cashier, card_number, sku, price):
+        r = self.call("POST", "/v1/sales", cashier, {
+            "customer": {"card_number": card_number},
+            "lines": [{"sku": sku, "quantity": 1}],
+            "tenders": [{"type": "card_balance", "amount": {"amount": price, "currency": "USD"}}],
+        })  # fmt: skip
+        assert r.status_code == 201, r.json
+        return r.json
+
+
+@pytest.fixture
+def hub_here():
+    """Whether the test process runs an event hub of its own (off: only the servers do)."""
+    return True
+
+
+@pytest.fixture
+def live(database_url, committed, hub_here):
+    app = create_app(TEST_CONFIG | {
+        "DATABASE_URL": database_url, "EVENTS_HUB": hub_here, "EVENTS_HEARTBEAT_S": 1,
+    })  # fmt: skip
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    live = Live(app, server.server_port)
+    yield live
+    for stream in live.streams:
+        stream.close()
+    server.shutdown()
+    server.server_close()
+    hub = app.extensions["omnicard.events"]["hub"]
+    if hub is not None:
+        hub.stop()
+    database(app).engine.dispose()
+
+
+class ServerProcess:
+    """An app process of its own, as on another machine sharing the one PostgreSQL."""
+
+    def __init__(self, database_url: str):
+        env = dict(os.environ, DATABASE_URL=database_url, PYTHONPATH=str(ROOT))
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.events.server"], cwd=ROOT, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        self.port = int(self.process.stdout.readline())
+        self.process.stdout.close()
+
+    def post(self, path: str, token: str, body: dict) -> tuple[int, dict]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        conn.request("POST", path, body=json.dumps(body), headers={
+            "Authorization": f"Bearer {token}", "Content-Type": "application/json",
+            "Idempotency-Key": uuid.uuid4().hex})  # fmt: skip
+        response = conn.getresponse()
+        answer = (response.status, json.loads(response.read()))
+        conn.close()
+        return answer
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def processes(database_url):
+    started: list[ServerProcess] = []
+
+    def start() -> ServerProcess:
+        started.append(ServerProcess(database_url))
+        return started[-1]
+
+    yield start
+    for p in started:
+        if p.process.poll() is None:
+            p.kill()

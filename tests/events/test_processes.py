@@ -1,0 +1,83 @@
+"""Several app processes on one PostgreSQL: each delivers every event, and losing one loses
+nothing. (SQLite is the embedded, single-process default.)"""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.concurrent
+
+
+@pytest.fixture
+def hub_here():
+    return False  # only the server processes run hubs, so one of them sequences
+
+
+@pytest.fixture(autouse=True)
+def postgresql_only(db_kind):
+    if db_kind != "postgresql":
+        pytest.skip("several processes share one PostgreSQL; SQLite serves one process")
+
+
+@pytest.fixture
+def shop(live):
+    admin = live.admin_token()
+    _, _, cashier = live.till(admin)
+    live.product(admin, "LATTE", 450)
+    token, me = live.shopper()
+    card_id = me["cards"][0]["id"]
+    live.load(card_id, 5_000, cashier)
+    return {"cashier": cashier, "token": token, "number": live.card_number(card_id)}
+
+
+def sale_body(number):
+    return {
+        "customer": {"card_number": number},
+        "lines": [{"sku": "LATTE", "quantity": 1}],
+        "tenders": [{"type": "card_balance", "amount": {"amount": 450, "currency": "USD"}}],
+    }
+
+
+def is_sale(balance):
+    return lambda e: (
+        e.type == "sale.completed" and e.data["data"]["card_balance"]["amount"] == balance
+    )
+
+
+def test_an_event_committed_in_one_process_reaches_subscribers_of_another(live, shop, processes):
+    first, second = processes(), processes()
+    on_first = live.stream(shop["token"], port=first.port)
+    on_second = live.stream(shop["token"], port=second.port)
+    status, _ = second.post("/v1/sales", shop["cashier"], sale_body(shop["number"]))
+    assert status == 201
+    assert on_first.until(is_sale(4_550))[-1].type == "sale.completed"
+    assert on_second.until(is_sale(4_550))[-1].type == "sale.completed"
+    status, _ = first.post("/v1/sales", shop["cashier"], sale_body(shop["number"]))
+    assert status == 201
+    assert on_second.until(is_sale(4_100))[-1].type == "sale.completed"
+
+
+def test_after_a_process_is_killed_a_client_that_reconnects_elsewhere_loses_nothing(
+    live, shop, processes
+):
+    first = processes()
+    on_first = live.stream(shop["token"], port=first.port)  # the first hub: it sequences
+    second = processes()
+    live.stream(shop["token"], port=second.port)  # the second hub runs too
+    status, _ = second.post("/v1/sales", shop["cashier"], sale_body(shop["number"]))
+    assert status == 201
+    last_seen = on_first.until(is_sale(4_550))[-1].id
+
+    first.kill()
+    for _ in range(3):  # committed while the client is away and the sequencer is gone
+        status, _ = second.post("/v1/sales", shop["cashier"], sale_body(shop["number"]))
+        assert status == 201
+
+    resumed = live.stream(shop["token"], last_event_id=last_seen, port=second.port)
+    missed = resumed.until(is_sale(3_200))
+    assert [e.type for e in missed].count("sale.completed") == 3
+    balances = [e.data["data"]["balance"]["amount"] for e in missed
+                if e.type == "card.balance_changed"]  # fmt: skip
+    assert balances == [4_100, 3_650, 3_200]
+    ids = [e.id for e in missed]
+    assert ids == sorted(set(ids)) and ids[0] > last_seen

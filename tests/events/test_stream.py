@@ -1,0 +1,108 @@
+"""The live event stream through a real server: every channel sees every change at once."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.events.conftest import Quiet
+
+pytestmark = pytest.mark.concurrent
+
+
+@pytest.fixture
+def shop(live):
+    admin = live.admin_token()
+    store, device, cashier = live.till(admin)
+    live.product(admin, "LATTE", 450)
+    token, me = live.shopper()
+    card_id = me["cards"][0]["id"]
+    live.load(card_id, 2_000, cashier)
+    return {"admin": admin, "cashier": cashier, "token": token, "card_id": card_id,
+            "number": live.card_number(card_id), "store": store, "device": device}  # fmt: skip
+
+
+def test_shopper_stream_receives_the_balance_change_from_a_till_sale(live, shop):
+    stream = live.stream(shop["token"])
+    assert stream.status == 200
+    live.sell(shop["cashier"], shop["number"], "LATTE", 450)
+    events = stream.until(
+        lambda e: e.type == "card.balance_changed" and e.data["data"]["reason"] == "sale"
+    )
+    change = events[-1].data["data"]
+    assert change["card_id"] == shop["card_id"]
+    assert change["balance"] == {"amount": 1_550, "currency": "USD"}
+    assert change["reason"] == "sale"
+    stars = stream.until(lambda e: e.type == "stars.changed")[-1]
+    assert stars.data["data"]["stars"] == 9
+    stream.close()
+
+
+def test_reconnecting_with_last_event_id_yields_exactly_the_missed_events(live, shop):
+    stream = live.stream(shop["token"])
+    live.sell(shop["cashier"], shop["number"], "LATTE", 450)
+    seen = stream.until(lambda e: e.type == "sale.completed")
+    stream.close()
+    for _ in range(3):  # missed while disconnected
+        live.sell(shop["cashier"], shop["number"], "LATTE", 450)
+    resumed = live.stream(shop["token"], last_event_id=seen[-1].id)
+    missed = resumed.until(
+        lambda e: e.type == "sale.completed" and e.data["data"]["card_balance"]["amount"] == 200
+    )
+    ids = [e.id for e in missed]
+    assert ids == sorted(set(ids))
+    assert ids[0] > seen[-1].id
+    assert [e.type for e in missed].count("sale.completed") == 3
+    assert [e.data["data"]["balance"]["amount"] for e in missed
+            if e.type == "card.balance_changed"] == [1_100, 650, 200]  # fmt: skip
+    resumed.close()
+
+
+def test_a_shopper_never_receives_another_shoppers_events(live, shop):
+    other_token, other_me = live.shopper("Grace")
+    mine, theirs = live.stream(shop["token"]), live.stream(other_token)
+    live.load(other_me["cards"][0]["id"], 1_000, shop["cashier"])
+    live.sell(shop["cashier"], shop["number"], "LATTE", 450)
+    for event in mine.until(lambda e: e.type == "sale.completed"):
+        assert event.data["data"].get("card_id") in (None, shop["card_id"])
+    for event in theirs.until(
+        lambda e: e.type == "card.balance_changed" and e.data["data"]["reason"] == "top_up"
+    ):
+        assert event.data["data"]["card_id"] == other_me["cards"][0]["id"]
+    # The other shopper's stream holds nothing of the first shopper's sale.
+    with pytest.raises(Quiet):
+        while True:
+            event = theirs.next(quiet_after_heartbeats=2)
+            assert event.data["data"].get("card_id") == other_me["cards"][0]["id"]
+    mine.close()
+    theirs.close()
+
+
+def test_the_till_sees_its_store_and_a_presented_card_topped_up_from_the_phone(live, shop):
+    till = live.stream(shop["cashier"])
+    lookup = live.call("POST", "/v1/pos/lookups", shop["cashier"],
+                       {"card_number": shop["number"]}, key=False)  # fmt: skip
+    assert lookup.status_code == 200
+    phone = live.call("POST", f"/v1/cards/{shop['card_id']}/top-ups", shop["token"],
+                      {"amount": {"amount": 1_000, "currency": "USD"},
+                       "payment_token": "tok_visa"})  # fmt: skip
+    assert phone.status_code == 201
+    events = till.until(
+        lambda e: e.type == "card.balance_changed" and e.data["data"]["balance"]["amount"] == 3_000
+    )
+    assert events[-1].data["data"]["reason"] == "top_up"
+    till.close()
+
+
+def test_an_idle_stream_gets_heartbeats(live, shop):
+    stream = live.stream(shop["token"], timeout=5)
+    with pytest.raises(Quiet):
+        while True:  # the set-up's own events may still be on their way
+            stream.next(quiet_after_heartbeats=2)
+    assert stream.heartbeats >= 2
+    stream.close()
+
+
+def test_no_token_no_stream(live):
+    stream = live.stream("not-a-token")
+    assert stream.status == 401
+    stream.close()
