@@ -34,6 +34,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     from app.sales import api as sales_api
     from app.stores import api as stores_api
     from app.system import api as system_api
+    from app.webhooks import api as webhooks_api
 
     for part in (core_cli, ledger_cli, auth_cli, payments_cli, demo, events_api):
         part.init_app(app)
@@ -46,6 +47,7 @@ def create_app(overrides: dict | None = None) -> Flask:
         catalog_api,
         stores_api,
         events_api,
+        webhooks_api,
     ):
         api.register_blueprint(module.blp)
     app.register_blueprint(product_images.blp)

@@ -12,6 +12,7 @@ from app.ledger.models import Account, BalanceShard, LedgerTransaction, Posting
 from app.payments.models import TopUp
 from app.sales.models import Refund, Sale, SaleLine, SaleTender
 from app.stores.models import Device, Store
+from app.webhooks.models import Webhook, WebhookAttempt, WebhookDelivery
 
 metadata = Base.metadata
 
@@ -39,5 +40,8 @@ __all__ = [
     "Staff",
     "Store",
     "TopUp",
+    "Webhook",
+    "WebhookAttempt",
+    "WebhookDelivery",
     "metadata",
 ]

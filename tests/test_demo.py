@@ -37,8 +37,11 @@ def test_demo_load_creates_a_usable_programme_and_says_how_to_use_it(app, db, ap
 
     info = json.loads((tmp_path / "demo.json").read_text())
     shopper = info["shoppers"][0]
-    login = api.post("/v1/auth/login", json={"email": shopper["email"],
-                                             "password": shopper["password"]}, key=None)
+    login = api.post(
+        "/v1/auth/login",
+        json={"email": shopper["email"], "password": shopper["password"]},
+        key=None,
+    )
     assert login.status_code == 200
     me = api.get("/v1/me", token=login.json["token"]).json
     assert me["stars"] > 0

@@ -67,6 +67,12 @@ def from_environment() -> dict:
         "EVENTS_HUB": env.get("OMNICARD_EVENTS_HUB", "1") not in ("0", "false", "no"),
         #: Seconds between heartbeats on an idle event stream.
         "EVENTS_HEARTBEAT_S": _int("OMNICARD_EVENTS_HEARTBEAT_S", 15),
+        #: Webhook retries: the first after this many seconds, doubling up to the cap, until
+        #: this many attempts; each request may take this long.
+        "WEBHOOK_BACKOFF_BASE_S": float(env.get("OMNICARD_WEBHOOK_BACKOFF_BASE_S", "5")),
+        "WEBHOOK_BACKOFF_CAP_S": float(env.get("OMNICARD_WEBHOOK_BACKOFF_CAP_S", "3600")),
+        "WEBHOOK_MAX_ATTEMPTS": _int("OMNICARD_WEBHOOK_MAX_ATTEMPTS", 12),
+        "WEBHOOK_TIMEOUT_S": float(env.get("OMNICARD_WEBHOOK_TIMEOUT_S", "5")),
         #: The payment gateway for top-ups: ``sandbox`` behaves like a processor's test mode.
         "PAYMENT_GATEWAY": env.get("OMNICARD_PAYMENT_GATEWAY", "sandbox"),
     }

@@ -21,8 +21,9 @@ from app.core.db import database, read_only
 from app.core.errors import ValidationFailed
 from app.core.schemas import Schema
 from app.core.types import utcnow
-from app.events.hub import PRESENTED_FOR, Delivered, EventHub, Subscriber, fetch_after
+from app.events.hub import PRESENTED_FOR, EventHub, Subscriber
 from app.events.models import Event
+from app.events.outbox import Delivered, fetch_after
 
 blp = Blueprint("events", __name__, url_prefix="/v1", description="The live event stream.")
 
@@ -48,7 +49,14 @@ def hub(app: Flask | None = None) -> EventHub | None:
                     dsn = engine.url.set(drivername="postgresql").render_as_string(
                         hide_password=False
                     )
-                holder["hub"] = EventHub(engine, dsn).start()
+                cfg = app.config
+                webhooks = {
+                    "base_s": cfg["WEBHOOK_BACKOFF_BASE_S"],
+                    "cap_s": cfg["WEBHOOK_BACKOFF_CAP_S"],
+                    "max_attempts": cfg["WEBHOOK_MAX_ATTEMPTS"],
+                    "timeout_s": cfg["WEBHOOK_TIMEOUT_S"],
+                }
+                holder["hub"] = EventHub(engine, dsn, webhooks).start()
     return holder["hub"]
 
 

@@ -10,6 +10,18 @@ from sqlalchemy.orm import Session
 from app.core.schemas import money
 from app.events.outbox import emit
 
+#: Every event type a channel or a webhook may receive.
+EVENT_TYPES = (
+    "card.added",
+    "card.balance_changed",
+    "card.presented",
+    "card.status_changed",
+    "refund.completed",
+    "sale.completed",
+    "stars.changed",
+    "top_up.settled",
+)
+
 
 def card_balance_changed(
     s: Session, card, balance: int, currency: str, *, reason: str, transaction_id: int,

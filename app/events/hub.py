@@ -17,13 +17,21 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import psycopg
-from sqlalchemy import select, text
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
 
 from app.core.db import read_only
 from app.core.types import utcnow
-from app.events.models import Event
-from app.events.outbox import EVENTS_CHANNEL, PENDING_CHANNEL, SEQUENCER_LOCK, sequence_committed
+from app.events.outbox import (
+    EVENTS_CHANNEL,
+    PENDING_CHANNEL,
+    SEQUENCER_LOCK,
+    Delivered,
+    fetch_after,
+    sequence_committed,
+)
+from app.webhooks.services import deliver_due, seconds_until_next_due
+from app.webhooks.services import enqueue as enqueue_webhooks
 
 log = logging.getLogger(__name__)
 
@@ -31,26 +39,6 @@ log = logging.getLogger(__name__)
 PRESENTED_FOR = timedelta(minutes=30)
 QUEUE_LIMIT = 1000
 SAFETY_POLL_S = 1.0
-
-
-@dataclass(frozen=True)
-class Delivered:
-    position: int
-    type: str
-    created_at: datetime
-    customer_id: int | None
-    store_id: int | None
-    device_id: int | None
-    card_id: int | None
-    payload: dict
-
-    def wire(self) -> dict:
-        return {
-            "id": self.position,
-            "type": self.type,
-            "created_at": self.created_at.isoformat(),
-            "data": self.payload,
-        }
 
 
 @dataclass(eq=False)
@@ -110,32 +98,36 @@ class Subscriber:
             self.ready.notify()
 
 
-EVENT_COLUMNS = (
-    Event.position,
-    Event.type,
-    Event.created_at,
-    Event.customer_id,
-    Event.store_id,
-    Event.device_id,
-    Event.card_id,
-    Event.payload,
-)
+class WebhookWorker:
+    """Sends due webhook deliveries from this process (any number of processes may)."""
 
+    def __init__(self, engine: Engine, settings: dict) -> None:
+        self.engine, self.settings = engine, settings
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="omnicard-webhooks", daemon=True)
 
-def fetch_after(connection: Connection, after: int, limit: int, *where) -> list[Delivered]:
-    """Sequenced events after ``after``, in order, optionally only those matching ``where``."""
-    query = (
-        select(*EVENT_COLUMNS)
-        .where(Event.position > after, *where)
-        .order_by(Event.position)
-        .limit(limit)
-    )
-    return [Delivered(*row) for row in connection.execute(query)]
+    def _run(self) -> None:
+        wait_s = SAFETY_POLL_S
+        while not self.stopping.is_set():
+            self.wake.wait(wait_s)
+            self.wake.clear()
+            try:
+                while deliver_due(self.engine, **self.settings) and not self.stopping.is_set():
+                    pass
+                due_in = seconds_until_next_due(self.engine)
+                wait_s = SAFETY_POLL_S if due_in is None else min(SAFETY_POLL_S, due_in)
+            except Exception:
+                log.exception("webhook delivery round failed")
+                wait_s = 0.5
 
 
 class EventHub:
-    def __init__(self, engine: Engine, listen_dsn: str | None) -> None:
+    def __init__(
+        self, engine: Engine, listen_dsn: str | None, webhook_settings: dict | None = None
+    ) -> None:
         self.engine = engine
+        self.webhooks = WebhookWorker(engine, webhook_settings) if webhook_settings else None
         self.listen_dsn = listen_dsn  # a libpq URL on PostgreSQL; None on SQLite
         self.wake = threading.Event()
         self.stopping = threading.Event()
@@ -160,11 +152,17 @@ class EventHub:
         else:
             self.ready.set()
         worker.start()
+        if self.webhooks is not None:
+            self.webhooks.thread.start()
         return self
 
     def stop(self) -> None:
         self.stopping.set()
         self.wake.set()
+        if self.webhooks is not None:
+            self.webhooks.stopping.set()
+            self.webhooks.wake.set()
+            self.webhooks.thread.join(timeout=10)
         for t in self.threads:
             t.join(timeout=5)
         with self.lock:
@@ -207,17 +205,18 @@ class EventHub:
 
     def _sequence_if_leader(self) -> None:
         pending_here, self._pending_here = self._pending_here, False
-        if self.listen_dsn is None:
-            with self.engine.begin() as c:
-                sequence_committed(c)
-            return
-        if not self.leader:
+        if self.listen_dsn is not None and not self.leader:
             if pending_here:
                 self._notify(PENDING_CHANNEL, "")  # the sequencer is another process
             return
         with self.engine.begin() as c:
-            top = sequence_committed(c)
-            if top > self.last_position:
+            before, top = sequence_committed(c)
+            if top == before:
+                return
+            # Webhook deliveries are written with the positions: each event, once.
+            if enqueue_webhooks(c, before, top) and self.webhooks is not None:
+                self.webhooks.wake.set()
+            if self.listen_dsn is not None:
                 c.execute(text("SELECT pg_notify(:channel, :top)"),
                           {"channel": EVENTS_CHANNEL, "top": str(top)})  # fmt: skip
 

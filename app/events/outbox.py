@@ -8,8 +8,11 @@ hubs of every other process.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+
 from sqlalchemy import event as sa_event
-from sqlalchemy import insert, text
+from sqlalchemy import insert, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -57,12 +60,17 @@ _SEQUENCE = text(
 )
 
 
-def sequence_committed(connection: Connection, batch: int = 5000) -> int:
+_TOP = text("SELECT COALESCE(MAX(position), 0) FROM events")
+
+
+def sequence_committed(connection: Connection, batch: int = 5000) -> tuple[int, int]:
     """Give every committed, unsequenced event its position, in id order (one sequencer at a
-    time holds the lock, so positions only grow). Returns the highest position now given."""
+    time holds the lock, so positions only grow). Returns the highest position before and
+    after: the events now sequenced are those in between."""
+    before = connection.execute(_TOP).scalar()
     while connection.execute(_SEQUENCE, {"batch": batch}).rowcount == batch:
         pass
-    return connection.execute(text("SELECT COALESCE(MAX(position), 0) FROM events")).scalar()
+    return before, connection.execute(_TOP).scalar()
 
 
 def wake_after_commit(sessions, hub_of) -> None:
@@ -78,3 +86,46 @@ def wake_after_commit(sessions, hub_of) -> None:
     @sa_event.listens_for(sessions, "after_rollback")
     def _after_rollback(session: Session) -> None:
         session.info.pop("events_emitted", None)
+
+
+@dataclass(frozen=True)
+class Delivered:
+    position: int
+    type: str
+    created_at: datetime
+    customer_id: int | None
+    store_id: int | None
+    device_id: int | None
+    card_id: int | None
+    payload: dict
+
+    def wire(self) -> dict:
+        return {
+            "id": self.position,
+            "type": self.type,
+            "created_at": self.created_at.isoformat(),
+            "data": self.payload,
+        }
+
+
+EVENT_COLUMNS = (
+    Event.position,
+    Event.type,
+    Event.created_at,
+    Event.customer_id,
+    Event.store_id,
+    Event.device_id,
+    Event.card_id,
+    Event.payload,
+)
+
+
+def fetch_after(connection: Connection, after: int, limit: int, *where) -> list[Delivered]:
+    """Sequenced events after ``after``, in order, optionally only those matching ``where``."""
+    query = (
+        select(*EVENT_COLUMNS)
+        .where(Event.position > after, *where)
+        .order_by(Event.position)
+        .limit(limit)
+    )
+    return [Delivered(*row) for row in connection.execute(query)]

@@ -748,9 +748,7 @@ def test_concurrent_retries_and_the_settle_command_credit_a_timed_out_top_up_onc
         assert [t.status for t in top_ups_of(s, card_id)] == ["succeeded"]
 
 
-def test_retry_while_the_gateway_is_unreachable_stays_pending_and_credits_nothing(
-    api, db, shopper
-):
+def test_retry_while_the_gateway_is_unreachable_stays_pending_and_credits_nothing(api, db, shopper):
     token, card_id = shopper
     first = top_up(api, token, card_id, 2_000, payment_token="tok_unreachable", key="lost-1")
     retry = top_up(api, token, card_id, 2_000, payment_token="tok_unreachable", key="lost-1")

@@ -210,10 +210,16 @@ def hub_here():
 
 
 @pytest.fixture
-def live(database_url, committed, hub_here):
+def live_config():
+    """Settings a test module gives its served app."""
+    return {}
+
+
+@pytest.fixture
+def live(database_url, committed, hub_here, live_config):
     app = create_app(TEST_CONFIG | {
         "DATABASE_URL": database_url, "EVENTS_HUB": hub_here, "EVENTS_HEARTBEAT_S": 1,
-    })  # fmt: skip
+    } | live_config)  # fmt: skip
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

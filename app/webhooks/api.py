@@ -1,0 +1,156 @@
+"""Webhooks for outside systems: admins register them and watch their deliveries."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+from flask.views import MethodView
+from sqlalchemy import select
+
+from app.auth.principal import current_principal
+from app.core.api import Blueprint
+from app.core.db import session
+from app.core.schemas import PageArgsSchema, Schema, decode_cursor
+from app.events.changes import EVENT_TYPES
+from app.webhooks import services as webhooks
+from app.webhooks.models import Webhook, WebhookAttempt, WebhookDelivery
+from app.webhooks.services import DeliveryNotFound, WebhookNotFound
+
+blp = Blueprint(
+    "webhooks", __name__, url_prefix="/v1/admin",
+    description="Webhooks: events pushed to outside systems, signed and retried.",
+)  # fmt: skip
+
+
+class WebhookRequestSchema(Schema):
+    url = ma.fields.Url(required=True, schemes={"http", "https"}, require_tld=False)
+    event_types = ma.fields.List(
+        ma.fields.String(validate=ma.validate.OneOf(EVENT_TYPES)),
+        required=True,
+        validate=ma.validate.Length(min=1),
+    )
+
+
+class WebhookSchema(Schema):
+    id = ma.fields.Integer()
+    url = ma.fields.String()
+    event_types = ma.fields.List(ma.fields.String())
+    active = ma.fields.Boolean()
+    created_at = ma.fields.DateTime()
+
+
+class NewWebhookSchema(WebhookSchema):
+    secret = ma.fields.String(
+        metadata={"description": "Signs every delivery; shown only now. See the "
+                  "`Omnicard-Signature` header: `t=<unix>,v1=HMAC-SHA256(secret, t.body)`."}
+    )  # fmt: skip
+
+
+class WebhookListSchema(Schema):
+    items = ma.fields.List(ma.fields.Nested(WebhookSchema))
+
+
+class AttemptSchema(Schema):
+    at = ma.fields.DateTime()
+    status_code = ma.fields.Integer(allow_none=True)
+    error = ma.fields.String(allow_none=True)
+    duration_ms = ma.fields.Integer()
+
+
+class DeliverySchema(Schema):
+    id = ma.fields.Integer()
+    event_id = ma.fields.Integer()
+    event_type = ma.fields.String()
+    account_key = ma.fields.String()
+    status = ma.fields.String(metadata={"description": "`pending`, `delivered`, `failed`."})
+    attempts = ma.fields.Integer()
+    next_attempt_at = ma.fields.DateTime()
+    replay_of_id = ma.fields.Integer(allow_none=True)
+    delivered_at = ma.fields.DateTime(allow_none=True)
+    attempt_log = ma.fields.List(ma.fields.Nested(AttemptSchema))
+
+
+class DeliveryPageSchema(Schema):
+    items = ma.fields.List(ma.fields.Nested(DeliverySchema))
+    next_cursor = ma.fields.String(allow_none=True)
+
+
+def delivery_body(d: WebhookDelivery, attempts: list[WebhookAttempt]) -> dict:
+    return {
+        "id": d.id, "event_id": d.event_id, "event_type": d.event_type,
+        "account_key": d.account_key, "status": d.status, "attempts": d.attempts,
+        "next_attempt_at": d.next_attempt_at, "replay_of_id": d.replay_of_id,
+        "delivered_at": d.delivered_at,
+        "attempt_log": [{"at": a.at, "status_code": a.status_code, "error": a.error,
+                         "duration_ms": a.duration_ms} for a in attempts],
+    }  # fmt: skip
+
+
+@blp.route("/webhooks")
+class Webhooks(MethodView):
+    @blp.requires("staff", role="admin")
+    @blp.arguments(WebhookRequestSchema)
+    @blp.response(201, NewWebhookSchema)
+    def post(self, data):
+        """Register a webhook for some event types; its signing secret is shown once."""
+        return webhooks.register(session(), staff_id=current_principal().staff_id, **data)
+
+    @blp.requires("staff", role="admin")
+    @blp.response(200, WebhookListSchema)
+    def get(self):
+        """Every webhook."""
+        return {"items": list(session().scalars(select(Webhook).order_by(Webhook.id)))}
+
+
+@blp.route("/webhooks/<id:webhook_id>")
+class WebhookView(MethodView):
+    @blp.requires("staff", role="admin")
+    @blp.response(204)
+    @blp.errors(WebhookNotFound)
+    def delete(self, webhook_id):
+        """Switch a webhook off: nothing new is queued for it, and what waits is dropped."""
+        webhooks.load(session(), webhook_id).active = False
+
+
+@blp.route("/webhooks/<id:webhook_id>/deliveries")
+class Deliveries(MethodView):
+    @blp.requires("staff", role="admin")
+    @blp.arguments(PageArgsSchema, location="query")
+    @blp.response(200, DeliveryPageSchema)
+    @blp.errors(WebhookNotFound)
+    def get(self, args, webhook_id):
+        """Deliveries with every attempt, newest first, a page at a time."""
+        s = session()
+        webhooks.load(s, webhook_id)
+        query = (
+            select(WebhookDelivery)
+            .where(WebhookDelivery.webhook_id == webhook_id)
+            .order_by(WebhookDelivery.id.desc())
+            .limit(args["limit"] + 1)
+        )
+        below = decode_cursor(args["cursor"])
+        if below is not None:
+            query = query.where(WebhookDelivery.id < below)
+        rows = list(s.scalars(query))
+        page = rows[: args["limit"]]
+        attempts: dict[int, list] = {d.id: [] for d in page}
+        for a in s.scalars(
+            select(WebhookAttempt)
+            .where(WebhookAttempt.delivery_id.in_(list(attempts)))
+            .order_by(WebhookAttempt.id)
+        ):
+            attempts[a.delivery_id].append(a)
+        return {
+            "items": [delivery_body(d, attempts[d.id]) for d in page],
+            "next_cursor": str(page[-1].id) if len(rows) > args["limit"] else None,
+        }
+
+
+@blp.route("/webhooks/<id:webhook_id>/deliveries/<id:delivery_id>/replay")
+class Replay(MethodView):
+    @blp.requires("staff", role="admin")
+    @blp.response(201, DeliverySchema)
+    @blp.errors(WebhookNotFound, DeliveryNotFound)
+    def post(self, webhook_id, delivery_id):
+        """Send a delivery again (as a new delivery, after the account's others)."""
+        webhooks.load(session(), webhook_id)
+        return delivery_body(webhooks.replay(session(), webhook_id, delivery_id), [])
