@@ -142,6 +142,8 @@ class EventHub:
     # --- life cycle --------------------------------------------------------------------
 
     def start(self) -> EventHub:
+        if self.listen_dsn is None:
+            self._sequence_if_leader()  # the one process: what committed before is history
         self.last_position = self._max_position()
         worker = threading.Thread(target=self._run, name="omnicard-event-hub", daemon=True)
         self.threads.append(worker)

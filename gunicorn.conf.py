@@ -1,0 +1,29 @@
+"""Production serving: ``gunicorn -c gunicorn.conf.py wsgi:app``.
+
+gevent workers hold thousands of open event streams each: a stream is a greenlet waiting on
+its queue, not a thread. Each worker process runs its own event hub (one LISTEN connection);
+they share the work through PostgreSQL. Settings come from the environment.
+"""
+
+import multiprocessing
+import os
+import resource
+
+bind = os.environ.get("OMNICARD_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
+worker_class = "gevent"
+#: Open connections per worker: every live event stream is one.
+worker_connections = int(os.environ.get("OMNICARD_WORKER_CONNECTIONS", "12000"))
+# Streams stay open for hours; gevent workers still heartbeat to the arbiter on their own.
+timeout = 60
+graceful_timeout = 30
+keepalive = 75
+accesslog = os.environ.get("OMNICARD_ACCESS_LOG")  # off unless asked for
+errorlog = "-"
+
+
+def post_fork(server, worker):
+    # Each stream is a socket: let the worker open as many as the system allows.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
