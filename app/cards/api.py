@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import g, request
+from flask import current_app, g, request
 from flask.views import MethodView
 from sqlalchemy import select
 
@@ -276,8 +276,6 @@ class CardAutoReload(MethodView):
         cards.require_active(card)
         for field in ("threshold", "amount"):
             cards.check_currency(data[field]["currency"])
-        from flask import current_app
-
         cfg = current_app.config
         if not cfg["TOPUP_MIN_MINOR"] <= data["amount"]["amount"] <= cfg["TOPUP_MAX_MINOR"]:
             raise AmountOutOfRange(minimum=cfg["TOPUP_MIN_MINOR"], maximum=cfg["TOPUP_MAX_MINOR"])

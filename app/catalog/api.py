@@ -7,6 +7,7 @@ from flask.views import MethodView
 from sqlalchemy import select
 
 from app.cards.errors import CurrencyMismatch, InvalidNfcUid
+from app.cards.services import check_currency
 from app.catalog import services as catalog
 from app.catalog.models import Product
 from app.catalog.services import ProductExists, ProductNotFound
@@ -132,8 +133,6 @@ class ProductView(MethodView):
         product = catalog.load_product(session(), product_id)
         fields = _fields(data)
         if "currency" in fields:
-            from app.cards.services import check_currency
-
             check_currency(fields.pop("currency"))
         catalog.update_product(session(), product, **fields)
         return product_body(product, catalog.tags_of(session(), [product.id])[product.id])

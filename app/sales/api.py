@@ -15,6 +15,7 @@ from app.cards.errors import (
     NfcLimitExceeded,
     PayCodeInvalid,
 )
+from app.cards.services import check_currency
 from app.catalog.services import UnknownSku
 from app.core.api import Blueprint
 from app.core.db import after_commit, database, session
@@ -168,8 +169,6 @@ class Sales(MethodView):
         """Ring up a sale: prices come from the catalog, tenders must cover the total exactly
         (split tender allowed), and an identified shopper earns Stars."""
         for tender in data["tenders"]:
-            from app.cards.services import check_currency
-
             check_currency(tender["amount"]["currency"])
         outcome = sales.make_sale(
             session(),
