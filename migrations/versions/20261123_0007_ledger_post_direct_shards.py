@@ -2,7 +2,8 @@
 
 Revision 0003 found a free shard by sorting all of a hot account's shard rows on every sale;
 now a sale tries the shard its offset names, then the next ones, each a single-row
-``FOR UPDATE SKIP LOCKED`` lookup by primary key, and waits only if a run of them is busy.
+``FOR UPDATE SKIP LOCKED`` lookup by primary key; only if those are all busy does it look
+through every shard, and it waits only if every one is held by another transaction.
 
 Revision ID: 0007
 Revises: 0006
@@ -100,9 +101,16 @@ BEGIN
             FOR UPDATE SKIP LOCKED;
             EXIT WHEN got IS NOT NULL;
         END LOOP;
+        IF got IS NULL THEN
+            -- Rare: look at every shard. SKIP LOCKED still returns a shard this transaction
+            -- holds from an earlier posting, so a batch never waits on itself.
+            SELECT shard INTO got FROM ledger_balance_shards WHERE account_id = ids[i]
+            ORDER BY (shard + p_shard_offset) % shard_counts[i]
+            LIMIT 1 FOR UPDATE SKIP LOCKED;
+        END IF;
         UPDATE ledger_balance_shards SET balance = balance + deltas[i]
         WHERE account_id = ids[i]
-          AND shard = coalesce(got, p_shard_offset % shard_counts[i]);  -- busy: wait for it
+          AND shard = coalesce(got, p_shard_offset % shard_counts[i]);  -- all busy: wait
     END LOOP;
 
     INSERT INTO ledger_transactions

@@ -170,3 +170,32 @@ def test_one_idempotency_key_from_eight_threads_has_exactly_one_effect(new_sessi
     assert balance == 4_300
     assert all(answer == answers[0] for answer in answers)
     assert answers[0]["balance"] == 4_300
+
+
+def test_batches_posting_many_times_to_hot_accounts_never_deadlock(new_session):
+    # A long transaction holds every shard it has used; it must find its own again rather
+    # than wait on another batch that waits on it.
+    with new_session() as s:
+        source = ledger.open_account(
+            s, code="test:hot:a", name="A", unit="USD", type="equity", hot=True, shard_count=16
+        )
+        sink = ledger.open_account(
+            s, code="test:hot:b", name="B", unit="USD", type="income", hot=True, shard_count=16
+        )
+        s.commit()
+        ids = source.id, sink.id
+    start = threading.Barrier(8)
+
+    def post_in_batches(_):
+        start.wait()
+        for _ in range(6):
+            with new_session() as s:
+                for _ in range(30):
+                    ledger.post(s, kind="x", legs=[Leg(ids[0], -1, "USD"), Leg(ids[1], 1, "USD")])
+                s.commit()
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(post_in_batches, range(8)))
+
+    with new_session() as s:
+        assert ledger.balance_of(s, ids[1]) == 8 * 6 * 30
