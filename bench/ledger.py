@@ -1094,7 +1094,7 @@ def write_doc(
         "|---|---:|---:|---:|---:|---:|---|",
         *[_observation_row(m) for m in measured.values()],
         "",
-        "## Analysis of missed targets",
+        "## Analysis",
         "",
         ANALYSIS_BEGIN,
         _kept_analysis(path),
