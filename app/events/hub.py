@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 PRESENTED_FOR = timedelta(minutes=30)
 QUEUE_LIMIT = 1000
 SAFETY_POLL_S = 1.0
+#: A process asks the sequencer again after this long without an answer.
+ASK_AGAIN_S = 0.05
 
 
 @dataclass(eq=False)
@@ -180,6 +182,10 @@ class EventHub:
 
     def subscribe(self, sub: Subscriber) -> Subscriber:
         with self.lock:
+            if not self.subscribers:
+                # Nobody was listening, so nothing was fetched: start from now (each new
+                # stream replays what it missed from the database itself).
+                self.last_position = self._max_position()
             self.subscribers.add(sub)
         return sub
 
@@ -191,26 +197,29 @@ class EventHub:
     # --- the work ----------------------------------------------------------------------
 
     _pending_here = False
+    #: The newest position the sequencer has announced (PostgreSQL) or given (SQLite).
+    known_top = 0
+    #: When this process last asked the sequencer to look, if it has not answered since.
+    asked_at: float | None = None
 
     def _run(self) -> None:
         while not self.stopping.is_set():
-            self.wake.wait(SAFETY_POLL_S)
+            woken = self.wake.wait(self._next_look_s())
             self.wake.clear()
             if self.stopping.is_set():
                 return
             try:
                 self._sequence_if_leader()
-                self._dispatch_new()
+                self._dispatch_new(look_anyway=not woken)
             except Exception:  # keep serving; the next round retries from the database
                 log.exception("event hub round failed")
                 time.sleep(0.1)
 
     def _sequence_if_leader(self) -> None:
-        pending_here, self._pending_here = self._pending_here, False
         if self.listen_dsn is not None and not self.leader:
-            if pending_here:
-                self._notify(PENDING_CHANNEL, "")  # the sequencer is another process
+            self._ask_sequencer()
             return
+        self._pending_here = False
         with self.engine.begin() as c:
             before, top = sequence_committed(c)
             if top == before:
@@ -221,13 +230,39 @@ class EventHub:
             if self.listen_dsn is not None:
                 c.execute(text("SELECT pg_notify(:channel, :top)"),
                           {"channel": EVENTS_CHANNEL, "top": str(top)})  # fmt: skip
+        self.known_top = max(self.known_top, top)
 
-    def _dispatch_new(self) -> None:
+    def _ask_sequencer(self) -> None:
+        """Tell the sequencing process that something committed here, at most once per
+        round of its: one NOTIFY, outside any sale's transaction, however many sales."""
+        if not self._pending_here:
+            return
+        waiting = self.asked_at is not None and time.monotonic() - self.asked_at < ASK_AGAIN_S
+        if waiting:
+            return  # it has been asked; its answer wakes us and then we ask again if need be
+        self._pending_here = False
+        self.asked_at = time.monotonic()
+        self._notify(PENDING_CHANNEL, "")
+
+    def _next_look_s(self) -> float:
+        """Sleep until woken, or until a deferred request to the sequencer may be repeated."""
+        if self._pending_here and self.asked_at is not None:
+            return max(0.0, ASK_AGAIN_S - (time.monotonic() - self.asked_at))
+        return SAFETY_POLL_S
+
+    def _sequenced(self, top: int) -> None:
+        """The sequencer announced ``top`` (from the listener thread)."""
+        self.known_top = max(self.known_top, top)
+        self.asked_at = None
+        self.wake.set()
+
+    def _dispatch_new(self, *, look_anyway: bool = False) -> None:
         with self.lock:
             subscribers = list(self.subscribers)
         if not subscribers:
-            self.last_position = self._max_position()
             return
+        if self.known_top <= self.last_position and not look_anyway:
+            return  # nothing announced beyond what was dispatched
         while True:
             with read_only(self.engine) as c:
                 events = fetch_after(c, self.last_position, 1000)
@@ -273,8 +308,11 @@ class EventHub:
                             ).fetchone()[0]
                             if self.leader:
                                 self.wake.set()  # whatever waited for a sequencer
-                        for _ in conn.notifies(timeout=SAFETY_POLL_S, stop_after=1):
-                            self.wake.set()
+                        for note in conn.notifies(timeout=SAFETY_POLL_S, stop_after=1):
+                            if note.channel == EVENTS_CHANNEL and note.payload.isdigit():
+                                self._sequenced(int(note.payload))
+                            else:
+                                self.wake.set()
             except psycopg.Error:
                 log.exception("event listener lost its connection; reconnecting")
                 self.leader = False
