@@ -187,6 +187,8 @@ def init_app(app: Flask) -> None:
         "enabled": app.config["EVENTS_HUB"],
         "lock": threading.Lock(),
     }
-    wake_after_commit(
-        database(app).sessions, lambda: app.extensions["omnicard.events"]["hub"] or hub(app)
-    )
+    # A serving process runs its hub from its first request on (sequencing and webhooks need
+    # one somewhere even when no stream is open); commands such as `flask demo load` do not,
+    # and what they commit is sequenced by the next hub to start.
+    app.before_request(lambda: hub(app) and None)
+    wake_after_commit(database(app).sessions, lambda: app.extensions["omnicard.events"]["hub"])

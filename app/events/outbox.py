@@ -78,6 +78,8 @@ def wake_after_commit(sessions, hub_of) -> None:
 
     @sa_event.listens_for(sessions, "after_commit")
     def _after_commit(session: Session) -> None:
+        if session.in_transaction():
+            return  # a savepoint was released; the transaction itself goes on
         if session.info.pop("events_emitted", False):
             hub = hub_of()
             if hub is not None:
