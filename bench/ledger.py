@@ -1100,6 +1100,7 @@ def write_doc(
         _kept_analysis(path),
         ANALYSIS_END,
         "",
+        *_kept_others(path),
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
@@ -1144,6 +1145,17 @@ def _kept_analysis(path: Path) -> str:
     return ANALYSIS_PLACEHOLDER.rstrip("\n")
 
 
+#: Everything from here on in docs/benchmarks.md belongs to other benchmarks (the real-time
+#: figures of bench/realtime.py): this bench keeps it when it rewrites the file.
+OTHERS_BEGIN = "<!-- other benchmarks: kept -->"
+
+
+def _kept_others(path: Path) -> list[str]:
+    if path.exists() and OTHERS_BEGIN in (old := path.read_text()):
+        return [OTHERS_BEGIN + old.split(OTHERS_BEGIN, 1)[1].rstrip("\n"), ""]
+    return []
+
+
 def command_line() -> str:
     python = Path(sys.executable)
     shown = str(python.relative_to(ROOT)) if python.is_relative_to(ROOT) else "python"
@@ -1182,10 +1194,15 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _stop_on_signal(signal_number: int, _frame) -> None:
+    print(f"\nstopped by signal {signal_number}: cleaning up", file=sys.stderr, flush=True)
+    sys.exit(128 + signal_number)
+
+
 def main(argv: list[str] | None = None) -> None:
     # Stopped with kill (or run in the background, where Ctrl-C does not reach it): unwind as
     # for Ctrl-C, so that the workers are stopped and the bench databases dropped.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGTERM, _stop_on_signal)
     arguments = parse_arguments(argv)
     settings = QUICK if arguments.quick else FULL
     doc = arguments.doc or (None if arguments.quick else DEFAULT_DOC)
