@@ -27,3 +27,8 @@ def post_fork(server, worker):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+# gunicorn's control socket has one default path per user, so a second server on the same
+# machine would fight over it: off unless a path is given.
+control_socket = os.environ.get("OMNICARD_CONTROL_SOCKET", "")
+control_socket_disable = not control_socket
