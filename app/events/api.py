@@ -7,7 +7,6 @@ live, with no gap and no duplicate. Idle streams get a heartbeat comment.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
 import marshmallow as ma
@@ -98,10 +97,6 @@ def visible_to(sub: Subscriber):
     return [or_(*clauses)]
 
 
-def sse(e: Delivered) -> str:
-    return f"id: {e.position}\nevent: {e.type}\ndata: {json.dumps(e.wire())}\n\n"
-
-
 def stream(app: Flask, event_hub: EventHub, sub: Subscriber, last: int) -> Iterator[str]:
     heartbeat_s = app.config["EVENTS_HEARTBEAT_S"]
     engine = database(app).engine
@@ -120,7 +115,7 @@ def stream(app: Flask, event_hub: EventHub, sub: Subscriber, last: int) -> Itera
     try:
         yield "retry: 1000\n\n"
         for e in replay(last):
-            yield sse(e)
+            yield e.sse
             last = e.position
         while True:
             events, behind = sub.take(heartbeat_s)
@@ -130,10 +125,11 @@ def stream(app: Flask, event_hub: EventHub, sub: Subscriber, last: int) -> Itera
                 events = list(replay(last))
             if not events:
                 yield ": heartbeat\n\n"
-            for e in events:
-                if e.position > last:
-                    yield sse(e)
-                    last = e.position
+                continue
+            fresh = [e for e in events if e.position > last]
+            if fresh:  # all that waited, in one write
+                yield "".join(e.sse for e in fresh)
+                last = fresh[-1].position
     finally:
         event_hub.unsubscribe(sub)
 

@@ -8,8 +8,10 @@ hubs of every other process.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 
 from sqlalchemy import event as sa_event
 from sqlalchemy import insert, select, text
@@ -108,6 +110,11 @@ class Delivered:
             "created_at": self.created_at.isoformat(),
             "data": self.payload,
         }
+
+    @cached_property
+    def sse(self) -> str:
+        """The event as a Server-Sent Events message: made once, however many streams."""
+        return f"id: {self.position}\nevent: {self.type}\ndata: {json.dumps(self.wire())}\n\n"
 
 
 EVENT_COLUMNS = (
