@@ -170,7 +170,7 @@ def deliver_due(engine, *, base_s: float, cap_s: float, max_attempts: int,
             ).one()  # fmt: skip
             hook = c.execute(select(Webhook.url, Webhook.secret, Webhook.active)
                              .where(Webhook.id == delivery.webhook_id)).one()  # fmt: skip
-            lease = utcnow() + timedelta(seconds=timeout_s + 30)
+            lease = utcnow() + timedelta(seconds=2 * timeout_s + 1)  # outlives the request
             c.execute(update(WebhookDelivery).where(WebhookDelivery.id == delivery.id)
                       .values(next_attempt_at=lease))  # fmt: skip
 
