@@ -24,6 +24,7 @@ from app.ledger import services as ledger
 from app.ledger.errors import InsufficientFunds
 from app.ledger.models import LedgerTransaction
 from app.ledger.rules import Leg
+from tests.conftest import TEST_CONFIG
 
 blp = Blueprint("probe", __name__, url_prefix="/v1/probe")
 
@@ -63,7 +64,7 @@ class Transfers(MethodView):
 
 @pytest.fixture(scope="module")
 def probe_app(app, database_url):
-    probe = create_app({"DATABASE_URL": database_url, "TESTING": True})
+    probe = create_app(TEST_CONFIG | {"DATABASE_URL": database_url})
     probe.extensions["omnicard.api"].register_blueprint(blp)
     yield probe
     database(probe).engine.dispose()

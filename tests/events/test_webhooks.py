@@ -147,12 +147,8 @@ def test_failed_deliveries_are_retried_and_every_attempt_is_visible(live, shop, 
 
 
 def test_one_accounts_deliveries_wait_for_its_earlier_one_while_others_go_ahead(
-    live, shop, receiver, db_kind
+    live, shop, receiver
 ):
-    if db_kind == "sqlite":
-        # Passes alone; in the full SQLite suite the worker's writes have stalled behind
-        # another writer for seconds (under investigation: see the closing note).
-        pytest.skip("stalls behind another SQLite writer in the full suite; PostgreSQL runs it")
     _, ada = live.shopper("Ada")
     _, grace = live.shopper("Grace")
     ada_card, grace_card = ada["cards"][0]["id"], grace["cards"][0]["id"]
