@@ -80,7 +80,7 @@ def wake_after_commit(sessions, hub_of) -> None:
 
     @sa_event.listens_for(sessions, "after_commit")
     def _after_commit(session: Session) -> None:
-        if session.in_transaction():
+        if session.get_nested_transaction() is not None:
             return  # a savepoint was released; the transaction itself goes on
         if session.info.pop("events_emitted", False):
             hub = hub_of()
