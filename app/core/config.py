@@ -67,6 +67,12 @@ def from_environment() -> dict:
         "EVENTS_HUB": env.get("OMNICARD_EVENTS_HUB", "1") not in ("0", "false", "no"),
         #: Seconds between heartbeats on an idle event stream.
         "EVENTS_HEARTBEAT_S": _int("OMNICARD_EVENTS_HEARTBEAT_S", 15),
+        #: Events one stream may have waiting to be written; a stream that falls further
+        #: behind (a stalled client) catches up from the database instead, holding no one up.
+        "EVENTS_QUEUE_LIMIT": _int("OMNICARD_EVENTS_QUEUE_LIMIT", 1000),
+        #: Seconds between looks for new events when nothing has woken the hub: events are
+        #: handed out as their commits wake it; this only bounds a lost wake-up's delay.
+        "EVENTS_POLL_S": float(env.get("OMNICARD_EVENTS_POLL_S", "1")),
         #: Webhook retries: the first after this many seconds, doubling up to the cap, until
         #: this many attempts; each request may take this long.
         "WEBHOOK_BACKOFF_BASE_S": float(env.get("OMNICARD_WEBHOOK_BACKOFF_BASE_S", "5")),

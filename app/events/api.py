@@ -7,6 +7,7 @@ live, with no gap and no duplicate. Idle streams get a heartbeat comment.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import marshmallow as ma
@@ -55,7 +56,10 @@ def hub(app: Flask | None = None) -> EventHub | None:
                     "max_attempts": cfg["WEBHOOK_MAX_ATTEMPTS"],
                     "timeout_s": cfg["WEBHOOK_TIMEOUT_S"],
                 }
-                holder["hub"] = EventHub(engine, dsn, webhooks).start()
+                holder["hub"] = EventHub(
+                    engine, dsn, webhooks, heartbeat_s=cfg["EVENTS_HEARTBEAT_S"],
+                    queue_limit=cfg["EVENTS_QUEUE_LIMIT"], poll_s=cfg["EVENTS_POLL_S"],
+                ).start()  # fmt: skip
     return holder["hub"]
 
 
@@ -97,7 +101,8 @@ def visible_to(sub: Subscriber):
     return [or_(*clauses)]
 
 
-def stream(app: Flask, event_hub: EventHub, sub: Subscriber, last: int) -> Iterator[str]:
+def stream(app: Flask, event_hub: EventHub, sub: Subscriber, last: int) -> Iterator[bytes]:
+    """The response body: what was missed, then live events as the hub hands them over."""
     heartbeat_s = app.config["EVENTS_HEARTBEAT_S"]
     engine = database(app).engine
 
@@ -105,7 +110,7 @@ def stream(app: Flask, event_hub: EventHub, sub: Subscriber, last: int) -> Itera
         while True:
             with read_only(engine) as c:
                 if sub.device_id is not None and not sub.everything:
-                    sub.watched.update(presented_here(c, sub.device_id))
+                    event_hub.watch(sub, presented_here(c, sub.device_id))
                 page = fetch_after(c, after, 500, *visible_to(sub))
             yield from page
             if len(page) < 500:
@@ -113,23 +118,26 @@ def stream(app: Flask, event_hub: EventHub, sub: Subscriber, last: int) -> Itera
             after = page[-1].position
 
     try:
-        yield "retry: 1000\n\n"
+        yield b"retry: 1000\n\n"
         for e in replay(last):
             yield e.sse
             last = e.position
+        sub.sent_at = time.monotonic()
         while True:
-            events, behind = sub.take(heartbeat_s)
+            events, behind = sub.take()
             if sub.closed:
                 return
             if behind:
                 events = list(replay(last))
-            if not events:
-                yield ": heartbeat\n\n"
-                continue
             fresh = [e for e in events if e.position > last]
             if fresh:  # all that waited, in one write
-                yield "".join(e.sse for e in fresh)
+                yield b"".join([e.sse for e in fresh])
                 last = fresh[-1].position
+            elif sub.idle_for(time.monotonic()) >= heartbeat_s:
+                yield b": heartbeat\n\n"
+            else:
+                continue
+            sub.sent_at = time.monotonic()
     finally:
         event_hub.unsubscribe(sub)
 
@@ -165,9 +173,11 @@ class Events(MethodView):
         app = current_app._get_current_object()
         if last is None:  # only what happens from now on
             last = event_hub.sequenced_position()
+        # The body is bytes already: passed straight to the server, chunk by chunk.
         response = app.response_class(
-            stream(app, event_hub, sub, last), mimetype="text/event-stream"
-        )
+            stream(app, event_hub, sub, last), mimetype="text/event-stream",
+            direct_passthrough=True,
+        )  # fmt: skip
         response.headers["Cache-Control"] = "no-cache"
         response.headers["X-Accel-Buffering"] = "no"
         return response

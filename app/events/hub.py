@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -37,7 +38,6 @@ log = logging.getLogger(__name__)
 
 #: How long a card presented at a till keeps that till watching it.
 PRESENTED_FOR = timedelta(minutes=30)
-QUEUE_LIMIT = 1000
 SAFETY_POLL_S = 1.0
 #: A process asks the sequencer again after this long without an answer.
 ASK_AGAIN_S = 0.05
@@ -45,18 +45,28 @@ ASK_AGAIN_S = 0.05
 
 @dataclass(eq=False)
 class Subscriber:
-    """What one open stream may see, and the events waiting for it."""
+    """What one open stream may see, and the events waiting for it.
+
+    The hub's thread offers, the stream's own thread (a greenlet under gevent) takes. The
+    hand-over needs no lock: a deque's append and popleft are atomic, and the stream drops
+    anything at or before the last position it sent, so a race can only repeat an event
+    (which is dropped) or leave it for the next wake-up, never lose it. Nothing is allocated
+    per wait, so thousands of idle streams cost the garbage collector nothing new.
+    """
 
     everything: bool = False
     customer_id: int | None = None
     store_id: int | None = None
     device_id: int | None = None
-    #: Cards presented at this till: their events come here too, for a while.
+    #: Cards presented at this till, and when: their events come here too, for a while.
     watched: dict[int, datetime] = field(default_factory=dict)
-    queue: list[Delivered] = field(default_factory=list)
+    queue: deque[Delivered] = field(default_factory=deque)
+    #: Set when the queue overflowed: the stream catches up from the database instead.
     behind: bool = False
     closed: bool = False
-    ready: threading.Condition = field(default_factory=threading.Condition)
+    #: When the stream last wrote anything (``time.monotonic()``): heartbeats go to idle ones.
+    sent_at: float = field(default_factory=time.monotonic)
+    ready: threading.Event = field(default_factory=threading.Event)
 
     def may_see(self, e: Delivered) -> bool:
         if self.everything:
@@ -73,31 +83,105 @@ class Subscriber:
             return self.watched[e.card_id] > utcnow() - PRESENTED_FOR
         return False
 
-    def offer(self, e: Delivered) -> None:
-        presented_here = e.type == "card.presented" and e.device_id == self.device_id
-        if presented_here and self.device_id is not None:
-            self.watched[e.payload["card_id"]] = e.created_at
-        with self.ready:
-            if len(self.queue) >= QUEUE_LIMIT:
-                self.behind = True  # catch up from the database instead
-                self.queue.clear()
-            elif not self.behind:
-                self.queue.append(e)
-            self.ready.notify()
+    def offer(self, e: Delivered, limit: int) -> None:
+        if self.behind:
+            pass  # the catch-up from the database will bring it
+        elif len(self.queue) >= limit:
+            self.behind = True
+            self.queue.clear()
+        else:
+            self.queue.append(e)
+        self.ready.set()
 
-    def take(self, timeout_s: float) -> tuple[list[Delivered], bool]:
-        """Wait up to ``timeout_s`` for events; also whether the stream fell behind."""
-        with self.ready:
-            if not self.queue and not self.behind and not self.closed:
-                self.ready.wait(timeout_s)
-            events, self.queue = self.queue, []
-            behind, self.behind = self.behind, False
-            return events, behind
+    def take(self) -> tuple[list[Delivered], bool]:
+        """Wait for a wake-up: the events waiting, and whether the stream fell behind. Both
+        may be empty: a heartbeat is due, or the stream is closing."""
+        self.ready.wait()
+        self.ready.clear()  # before draining: whatever comes after this sets it again
+        behind, self.behind = self.behind, False
+        queue, events = self.queue, []
+        while queue:
+            events.append(queue.popleft())
+        return events, behind
+
+    def idle_for(self, now: float) -> float:
+        return now - self.sent_at
 
     def close(self) -> None:
-        with self.ready:
-            self.closed = True
-            self.ready.notify()
+        self.closed = True
+        self.ready.set()
+
+
+class Audience:
+    """Open streams indexed by who they are, so that an event is offered to the streams that
+    may see it and not checked against every stream in the process."""
+
+    def __init__(self) -> None:
+        self.everything: set[Subscriber] = set()
+        self.by_customer: dict[int, set[Subscriber]] = defaultdict(set)
+        self.by_store: dict[int, set[Subscriber]] = defaultdict(set)
+        self.by_device: dict[int, set[Subscriber]] = defaultdict(set)
+        #: Tills watching a card presented to them.
+        self.by_card: dict[int, set[Subscriber]] = defaultdict(set)
+        self.all: set[Subscriber] = set()
+
+    def _indexes(self, sub: Subscriber):
+        if sub.everything:
+            yield self.everything, None
+        for index, key in (
+            (self.by_customer, sub.customer_id),
+            (self.by_store, sub.store_id),
+            (self.by_device, sub.device_id),
+        ):
+            if key is not None:
+                yield index, key
+        for card_id in sub.watched:
+            yield self.by_card, card_id
+
+    def add(self, sub: Subscriber) -> None:
+        self.all.add(sub)
+        for index, key in self._indexes(sub):
+            (index if key is None else index[key]).add(sub)
+
+    def remove(self, sub: Subscriber) -> None:
+        self.all.discard(sub)
+        for index, key in self._indexes(sub):
+            if key is None:
+                index.discard(sub)
+            else:
+                self._drop(index, key, sub)
+
+    @staticmethod
+    def _drop(index: dict[int, set[Subscriber]], key: int, sub: Subscriber) -> None:
+        if key in index:
+            index[key].discard(sub)
+            if not index[key]:
+                del index[key]
+
+    def watch(self, sub: Subscriber, card_id: int, at: datetime) -> None:
+        if sub.watched.get(card_id, at) <= at:
+            sub.watched[card_id] = at
+        if sub in self.all:
+            self.by_card[card_id].add(sub)
+        cutoff = utcnow() - PRESENTED_FOR  # a till's watch list only holds the recent cards
+        for expired in [c for c, seen_at in sub.watched.items() if seen_at <= cutoff]:
+            del sub.watched[expired]
+            self._drop(self.by_card, expired, sub)
+
+    def candidates(self, e: Delivered) -> set[Subscriber]:
+        """The streams that may see ``e`` (``may_see`` has the last word)."""
+        found = set(self.everything)
+        if e.device_id is not None:
+            found.update(self.by_device.get(e.device_id, ()))
+        if e.type != "card.presented":
+            for index, key in (
+                (self.by_customer, e.customer_id),
+                (self.by_store, e.store_id),
+                (self.by_card, e.card_id),
+            ):
+                if key is not None:
+                    found.update(index.get(key, ()))
+        return found
 
 
 class WebhookWorker:
@@ -126,15 +210,28 @@ class WebhookWorker:
 
 class EventHub:
     def __init__(
-        self, engine: Engine, listen_dsn: str | None, webhook_settings: dict | None = None
+        self,
+        engine: Engine,
+        listen_dsn: str | None,
+        webhook_settings: dict | None = None,
+        *,
+        heartbeat_s: float = 15.0,
+        queue_limit: int = 1000,
+        poll_s: float = SAFETY_POLL_S,
     ) -> None:
         self.engine = engine
+        #: How often the hub looks for new events without being woken (a lost wake-up only
+        #: delays an event by this much).
+        self.poll_s = poll_s
+        self.heartbeat_s = heartbeat_s
+        #: Events a stream may have waiting before it is sent to catch up from the database.
+        self.queue_limit = queue_limit
         self.webhooks = WebhookWorker(engine, webhook_settings) if webhook_settings else None
         self.listen_dsn = listen_dsn  # a libpq URL on PostgreSQL; None on SQLite
         self.wake = threading.Event()
         self.stopping = threading.Event()
-        self.subscribers: set[Subscriber] = set()
-        self.lock = threading.Lock()
+        self.audience = Audience()
+        self.lock = threading.Lock()  # guards the audience
         self.last_position = 0
         self.leader = False
         self.listener: psycopg.Connection | None = None
@@ -148,7 +245,9 @@ class EventHub:
             self._sequence_if_leader()  # the one process: what committed before is history
         self.last_position = self._max_position()
         worker = threading.Thread(target=self._run, name="omnicard-event-hub", daemon=True)
-        self.threads.append(worker)
+        beat = threading.Thread(target=self._beat, name="omnicard-heartbeat", daemon=True)
+        self.threads += [worker, beat]
+        beat.start()
         if self.listen_dsn is not None:
             listener = threading.Thread(target=self._listen, name="omnicard-listen", daemon=True)
             self.threads.append(listener)
@@ -170,7 +269,7 @@ class EventHub:
         for t in self.threads:
             t.join(timeout=5)
         with self.lock:
-            for sub in self.subscribers:
+            for sub in self.audience.all:
                 sub.close()
 
     def poke(self) -> None:
@@ -182,17 +281,33 @@ class EventHub:
 
     def subscribe(self, sub: Subscriber) -> Subscriber:
         with self.lock:
-            if not self.subscribers:
+            if not self.audience.all:
                 # Nobody was listening, so nothing was fetched: start from now (each new
                 # stream replays what it missed from the database itself).
                 self.last_position = self._max_position()
-            self.subscribers.add(sub)
+            self.audience.add(sub)
         return sub
 
     def unsubscribe(self, sub: Subscriber) -> None:
         with self.lock:
-            self.subscribers.discard(sub)
+            self.audience.remove(sub)
         sub.close()
+
+    def watch(self, sub: Subscriber, presented: dict[int, datetime]) -> None:
+        """Cards presented to ``sub``'s till (found in the database on a replay)."""
+        with self.lock:
+            for card_id, at in presented.items():
+                self.audience.watch(sub, card_id, at)
+
+    def _beat(self) -> None:
+        """Wake the streams that have sent nothing for a heartbeat's time (and only those:
+        a busy stream needs none). Idle streams are looked for twice a period."""
+        while not self.stopping.wait(self.heartbeat_s / 2):
+            now = time.monotonic()
+            with self.lock:
+                idle = [s for s in self.audience.all if s.idle_for(now) >= self.heartbeat_s]
+            for sub in idle:
+                sub.ready.set()
 
     # --- the work ----------------------------------------------------------------------
 
@@ -209,28 +324,32 @@ class EventHub:
             if self.stopping.is_set():
                 return
             try:
-                self._sequence_if_leader()
-                self._dispatch_new(look_anyway=not woken)
+                sequenced = self._sequence_if_leader()
+                self._dispatch_new(sequenced, look_anyway=not woken)
             except Exception:  # keep serving; the next round retries from the database
                 log.exception("event hub round failed")
                 time.sleep(0.1)
 
-    def _sequence_if_leader(self) -> None:
+    def _sequence_if_leader(self) -> list[Delivered]:
+        """Sequence what has committed, if this process is the sequencer: the events it
+        numbered, in order. Otherwise ask the sequencer, and return nothing."""
         if self.listen_dsn is not None and not self.leader:
             self._ask_sequencer()
-            return
+            return []
         self._pending_here = False
         with self.engine.begin() as c:
-            before, top = sequence_committed(c)
-            if top == before:
-                return
+            sequenced = sequence_committed(c)
+            if not sequenced:
+                return []
             # Webhook deliveries are written with the positions: each event, once.
-            if enqueue_webhooks(c, before, top) and self.webhooks is not None:
+            if enqueue_webhooks(c, sequenced) and self.webhooks is not None:
                 self.webhooks.wake.set()
+            top = sequenced[-1].position
             if self.listen_dsn is not None:
                 c.execute(text("SELECT pg_notify(:channel, :top)"),
                           {"channel": EVENTS_CHANNEL, "top": str(top)})  # fmt: skip
         self.known_top = max(self.known_top, top)
+        return sequenced
 
     def _ask_sequencer(self) -> None:
         """Tell the sequencing process that something committed here, at most once per
@@ -248,7 +367,7 @@ class EventHub:
         """Sleep until woken, or until a deferred request to the sequencer may be repeated."""
         if self._pending_here and self.asked_at is not None:
             return max(0.0, ASK_AGAIN_S - (time.monotonic() - self.asked_at))
-        return SAFETY_POLL_S
+        return self.poll_s
 
     def _sequenced(self, top: int) -> None:
         """The sequencer announced ``top`` (from the listener thread)."""
@@ -256,11 +375,13 @@ class EventHub:
         self.asked_at = None
         self.wake.set()
 
-    def _dispatch_new(self, *, look_anyway: bool = False) -> None:
-        with self.lock:
-            subscribers = list(self.subscribers)
-        if not subscribers:
+    def _dispatch_new(self, sequenced: list[Delivered], *, look_anyway: bool = False) -> None:
+        """Hand the events after the last one dispatched to the streams that may see them:
+        those this process just sequenced, if they follow on, else read from the database."""
+        if not self.audience.all:
             return
+        if sequenced and sequenced[0].position == self.last_position + 1:
+            self._hand_out(sequenced)
         if self.known_top <= self.last_position and not look_anyway:
             return  # nothing announced beyond what was dispatched
         while True:
@@ -268,13 +389,24 @@ class EventHub:
                 events = fetch_after(c, self.last_position, 1000)
             if not events:
                 return
-            for e in events:
-                for sub in subscribers:
-                    if sub.may_see(e):
-                        sub.offer(e)
-            self.last_position = events[-1].position
+            self._hand_out(events)
             if len(events) < 1000:
                 return
+
+    def _hand_out(self, events: list[Delivered]) -> None:
+        for e in events:
+            for sub in self._audience_of(e):
+                sub.offer(e, self.queue_limit)
+        self.last_position = events[-1].position
+
+    def _audience_of(self, e: Delivered) -> list[Subscriber]:
+        with self.lock:
+            audience = [sub for sub in self.audience.candidates(e) if sub.may_see(e)]
+            if e.type == "card.presented":  # that till now watches the card
+                for sub in audience:
+                    if sub.device_id == e.device_id:
+                        self.audience.watch(sub, e.payload["card_id"], e.created_at)
+        return audience
 
     def sequenced_position(self) -> int:
         """The newest event delivered to anyone so far (from the database)."""

@@ -53,26 +53,17 @@ def emit(
     s.info["events_emitted"] = True
 
 
-_SEQUENCE = text(
-    "UPDATE events SET position = numbered.base + numbered.n "
-    "FROM (SELECT id, row_number() OVER (ORDER BY id) AS n, "
-    "      (SELECT COALESCE(MAX(position), 0) FROM events) AS base "
-    "      FROM events WHERE position IS NULL ORDER BY id LIMIT :batch) AS numbered "
-    "WHERE events.id = numbered.id"
-)
-
-
-_TOP = text("SELECT COALESCE(MAX(position), 0) FROM events")
-
-
-def sequence_committed(connection: Connection, batch: int = 5000) -> tuple[int, int]:
+def sequence_committed(connection: Connection, batch: int = 5000) -> list[Delivered]:
     """Give every committed, unsequenced event its position, in id order (one sequencer at a
-    time holds the lock, so positions only grow). Returns the highest position before and
-    after: the events now sequenced are those in between."""
-    before = connection.execute(_TOP).scalar()
-    while connection.execute(_SEQUENCE, {"batch": batch}).rowcount == batch:
-        pass
-    return before, connection.execute(_TOP).scalar()
+    time holds the lock, so positions only grow). Returns the events just sequenced, in order:
+    the sequencing process hands them on without reading them back."""
+    sequenced: list[Delivered] = []
+    while True:
+        page = [Delivered(*row) for row in connection.execute(_SEQUENCE, {"batch": batch})]
+        sequenced += page
+        if len(page) < batch:
+            sequenced.sort(key=lambda e: e.position)
+            return sequenced
 
 
 def wake_after_commit(sessions, hub_of) -> None:
@@ -112,9 +103,10 @@ class Delivered:
         }
 
     @cached_property
-    def sse(self) -> str:
+    def sse(self) -> bytes:
         """The event as a Server-Sent Events message: made once, however many streams."""
-        return f"id: {self.position}\nevent: {self.type}\ndata: {json.dumps(self.wire())}\n\n"
+        data = json.dumps(self.wire())
+        return f"id: {self.position}\nevent: {self.type}\ndata: {data}\n\n".encode()
 
 
 EVENT_COLUMNS = (
@@ -138,3 +130,15 @@ def fetch_after(connection: Connection, after: int, limit: int, *where) -> list[
         .limit(limit)
     )
     return [Delivered(*row) for row in connection.execute(query)]
+
+
+#: One statement numbers a batch and returns it (PostgreSQL and SQLite alike).
+_SEQUENCE = text(
+    "UPDATE events SET position = numbered.base + numbered.n "
+    "FROM (SELECT id, row_number() OVER (ORDER BY id) AS n, "
+    "      (SELECT COALESCE(MAX(position), 0) FROM events) AS base "
+    "      FROM events WHERE position IS NULL ORDER BY id LIMIT :batch) AS numbered "
+    "WHERE events.id = numbered.id "
+    "RETURNING events.position, events.type, events.created_at, events.customer_id, "
+    "events.store_id, events.device_id, events.card_id, events.payload"
+).columns(*EVENT_COLUMNS)

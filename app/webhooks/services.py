@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session, aliased
 from app.core.db import read_only
 from app.core.errors import NotFound
 from app.core.types import utcnow
-from app.events.outbox import Delivered, fetch_after
+from app.events.outbox import Delivered
 from app.webhooks.models import Webhook, WebhookAttempt, WebhookDelivery
 
 SIGNATURE_HEADER = "Omnicard-Signature"
@@ -79,29 +79,24 @@ def account_key(e: Delivered) -> str:
     return "all"
 
 
-def enqueue(connection: Connection, after: int, upto: int) -> int:
-    """Deliveries for the events sequenced in (after, upto], inside the sequencer's
-    transaction. Returns how many were written."""
-    hooks = connection.execute(select(Webhook.id, Webhook.event_types).where(Webhook.active)).all()
-    if not hooks or upto <= after:
+def enqueue(connection: Connection, events: list[Delivered]) -> int:
+    """Deliveries for ``events``, just sequenced, inside the sequencer's transaction. Returns
+    how many were written."""
+    if not events:
         return 0
+    hooks = connection.execute(select(Webhook.id, Webhook.event_types).where(Webhook.active)).all()
     rows = []
-    position = after
-    while position < upto:
-        page = fetch_after(connection, position, 1000)
-        for e in page:
-            if e.position > upto:
-                break
-            body = json.dumps(e.wire(), separators=(",", ":"))
-            rows += [
-                {"webhook_id": hook_id, "event_id": e.position, "event_type": e.type,
-                 "account_key": account_key(e), "body": body, "status": "pending",
-                 "attempts": 0, "next_attempt_at": utcnow(), "created_at": utcnow()}
-                for hook_id, types in hooks if e.type in types
-            ]  # fmt: skip
-        if len(page) < 1000:
-            break
-        position = page[-1].position
+    for e in events:
+        matching = [hook_id for hook_id, types in hooks if e.type in types]
+        if not matching:
+            continue
+        body = json.dumps(e.wire(), separators=(",", ":"))
+        rows += [
+            {"webhook_id": hook_id, "event_id": e.position, "event_type": e.type,
+             "account_key": account_key(e), "body": body, "status": "pending",
+             "attempts": 0, "next_attempt_at": utcnow(), "created_at": utcnow()}
+            for hook_id in matching
+        ]  # fmt: skip
     if rows:
         connection.execute(insert(WebhookDelivery), rows)
     return len(rows)

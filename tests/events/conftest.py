@@ -5,10 +5,12 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -36,6 +38,7 @@ class Stream:
     """An open ``GET /v1/events`` connection, read event by event."""
 
     def __init__(self, port: int, token: str, last_event_id: int | None = None, timeout=10.0):
+        self.timeout = timeout
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         lines = [
             "GET /v1/events HTTP/1.1",
@@ -55,14 +58,18 @@ class Stream:
         self.heartbeats = 0
 
     def set_timeout(self, seconds: float) -> None:
+        self.timeout = seconds
         self.sock.settimeout(seconds)
 
     def next(self, quiet_after_heartbeats: int | None = None) -> Received:
         """The next event. Raises Quiet once that many heartbeats pass without one, and
-        TimeoutError (the socket's) if nothing at all arrives."""
+        TimeoutError if no event arrives within the stream's timeout, heartbeats or not."""
         fields: dict[str, str] = {}
         heartbeats = 0
+        deadline = time.monotonic() + self.timeout
         while True:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no event within {self.timeout} s")
             line = self.fp.readline()
             if not line:
                 raise ConnectionError("stream closed")
@@ -217,8 +224,11 @@ def live_config():
 
 @pytest.fixture
 def live(database_url, committed, hub_here, live_config):
+    # The hub's own look for new events is put off for a minute: every event must reach the
+    # streams because its commit woke the hub, as in production, within the streams' 10 s.
     app = create_app(TEST_CONFIG | {
         "DATABASE_URL": database_url, "EVENTS_HUB": hub_here, "EVENTS_HEARTBEAT_S": 1,
+        "EVENTS_POLL_S": 60,
     } | live_config)  # fmt: skip
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -236,16 +246,47 @@ def live(database_url, committed, hub_here, live_config):
 
 
 class ServerProcess:
-    """An app process of its own, as on another machine sharing the one PostgreSQL."""
+    """An app process of its own, as on another machine sharing the one database: the
+    embedded server (``tests/events/server.py``), or with ``production=True`` gunicorn as the
+    README runs it (``gunicorn.conf.py``: one gevent worker here)."""
 
-    def __init__(self, database_url: str):
+    def __init__(self, database_url: str, *, production: bool = False):
         env = dict(os.environ, DATABASE_URL=database_url, PYTHONPATH=str(ROOT))
+        self.production = production
+        if not production:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "tests.events.server"], cwd=ROOT, env=env,
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            self.port = int(self.process.stdout.readline())
+            self.process.stdout.close()
+            return
+        self.port = free_port()
+        env |= {
+            "OMNICARD_BIND": f"127.0.0.1:{self.port}", "WEB_CONCURRENCY": "1",
+            "OMNICARD_EVENTS_HEARTBEAT_S": "1", "OMNICARD_EVENTS_POLL_S": "60",
+            "OMNICARD_ARGON2_TIME_COST": "1", "OMNICARD_ARGON2_MEMORY_KIB": "1024",
+        }  # fmt: skip
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.events.server"], cwd=ROOT, env=env,
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"], cwd=ROOT,
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        self.port = int(self.process.stdout.readline())
-        self.process.stdout.close()
+        self._wait_until_serving()
+
+    def _wait_until_serving(self, timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, "the server exited"
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+                conn.request("GET", "/v1/health")
+                if conn.getresponse().status == 200:
+                    return
+            except OSError:
+                time.sleep(0.1)
+            finally:
+                conn.close()
+        raise TimeoutError("the server did not start serving")
 
     def post(self, path: str, token: str, body: dict) -> tuple[int, dict]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
@@ -261,16 +302,48 @@ class ServerProcess:
         self.process.kill()
         self.process.wait(timeout=10)
 
+    def stop(self) -> None:
+        """As an operator stops gunicorn quickly (SIGQUIT); the embedded one is killed."""
+        if not self.production:
+            if self.process.poll() is None:
+                self.kill()
+        elif self.process.poll() is None:
+            self.process.send_signal(signal.SIGQUIT)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sale_body(number: str, sku: str = "LATTE", price: int = 450) -> dict:
+    return {
+        "customer": {"card_number": number},
+        "lines": [{"sku": sku, "quantity": 1}],
+        "tenders": [{"type": "card_balance", "amount": {"amount": price, "currency": "USD"}}],
+    }
+
+
+def is_sale(balance: int):
+    """Matches the ``sale.completed`` event that left the card with ``balance``."""
+    return lambda e: (
+        e.type == "sale.completed" and e.data["data"]["card_balance"]["amount"] == balance
+    )
+
 
 @pytest.fixture
 def processes(database_url):
     started: list[ServerProcess] = []
 
-    def start() -> ServerProcess:
-        started.append(ServerProcess(database_url))
+    def start(production: bool = False) -> ServerProcess:
+        started.append(ServerProcess(database_url, production=production))
         return started[-1]
 
     yield start
     for p in started:
-        if p.process.poll() is None:
-            p.kill()
+        p.stop()

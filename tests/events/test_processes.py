@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.events.conftest import is_sale, sale_body
+
 pytestmark = pytest.mark.concurrent
 
 
@@ -28,20 +30,6 @@ def shop(live):
     card_id = me["cards"][0]["id"]
     live.load(card_id, 5_000, cashier)
     return {"cashier": cashier, "token": token, "number": live.card_number(card_id)}
-
-
-def sale_body(number):
-    return {
-        "customer": {"card_number": number},
-        "lines": [{"sku": "LATTE", "quantity": 1}],
-        "tenders": [{"type": "card_balance", "amount": {"amount": 450, "currency": "USD"}}],
-    }
-
-
-def is_sale(balance):
-    return lambda e: (
-        e.type == "sale.completed" and e.data["data"]["card_balance"]["amount"] == balance
-    )
 
 
 def test_an_event_committed_in_one_process_reaches_subscribers_of_another(live, shop, processes):

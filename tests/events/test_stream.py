@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from tests.events.conftest import Quiet
@@ -106,3 +109,47 @@ def test_no_token_no_stream(live):
     stream = live.stream("not-a-token")
     assert stream.status == 401
     stream.close()
+
+
+def sse_events(body: bytes) -> list[dict]:
+    """The events in a stretch of ``text/event-stream`` (comments and the retry line left out)."""
+    events = []
+    for block in body.decode().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        if "data" in fields and not block.startswith(":"):
+            events.append({"id": int(fields["id"]), "type": fields["event"],
+                           "data": json.loads(fields["data"])["data"]})  # fmt: skip
+    return events
+
+
+@pytest.mark.parametrize("live_config", [{"EVENTS_QUEUE_LIMIT": 3}])
+def test_a_stalled_stream_holds_no_one_up_and_then_catches_up_with_nothing_lost(live, shop):
+    steady = live.stream(shop["token"], last_event_id=0)
+    steady.until(lambda e: e.type == "top_up.settled")  # the set-up's top-up is all out
+    # A stream whose reader takes the first batch of events and then stops reading.
+    stalled = live.client.get(
+        "/v1/events", headers={"Authorization": f"Bearer {shop['token']}"}, buffered=False
+    )
+    assert stalled.status_code == 200
+    chunks = stalled.iter_encoded()
+    assert next(chunks) == b"retry: 1000\n\n"
+    first_batch = ThreadPoolExecutor(1).submit(next, chunks)  # waits for the first events
+
+    seen = []
+    for _ in range(5):  # ten events, against a limit of 3 waiting
+        live.load(shop["card_id"], 500, shop["cashier"])
+        seen += steady.until(lambda e: e.type == "top_up.settled")  # while the other stalls
+    hub = live.app.extensions["omnicard.events"]["hub"]
+    assert sum(sub.behind for sub in hub.audience.all) == 1  # the stalled one, and only it
+
+    body = first_batch.result(timeout=10)
+    while sse_events(body)[-1]["id"] < seen[-1].id:
+        body += next(chunks)  # reading again: it catches up from the database
+    caught_up = sse_events(body)
+    assert [e["id"] for e in caught_up] == [e.id for e in seen]
+    assert [e["type"] for e in caught_up] == [e.type for e in seen]
+    assert [
+        e["data"]["balance"]["amount"] for e in caught_up if e["type"] == "card.balance_changed"
+    ] == [2_500, 3_000, 3_500, 4_000, 4_500]
+    stalled.close()
+    steady.close()
