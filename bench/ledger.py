@@ -45,7 +45,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from queue import Empty
 
 import psycopg
 import sqlalchemy
@@ -60,6 +59,14 @@ from app.core.db import Database, make_engine
 from app.ledger import services as ledger
 from app.ledger.rules import Leg
 from app.ledger.verify import verify
+from bench.workers import (
+    SETUP_TIMEOUT_S,
+    Failed,
+    WorkerFailed,
+    collect,
+    first_failure,
+    stop_workers,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DOC = ROOT / "docs" / "benchmarks.md"
@@ -83,7 +90,6 @@ PRELOAD_LEGS_PER_TRANSACTION = 100
 PRELOAD_TRANSACTIONS_PER_COMMIT = 20
 PRELOAD_PROCESSES = 3  # two cores: enough to keep both busy while PostgreSQL writes
 
-SETUP_TIMEOUT = 180.0  # seconds for every worker to start, connect and open its cards
 SAMPLE_INTERVAL = 0.1  # seconds between looks at pg_stat_activity
 
 # This machine may be shared: a run measured while something else uses the cores measures that.
@@ -445,20 +451,20 @@ def pgbench_environment(url: str) -> tuple[list[str], dict[str, str]]:
 
 def initialise_pgbench(url: str) -> None:
     options, environment = pgbench_environment(url)
-    command_line = ["pgbench", "-i", "-q", "-s", str(PGBENCH_SCALE), *options, PGBENCH_DATABASE]
-    subprocess.run(command_line, env=environment, check=True, capture_output=True, text=True)
+    command = ["pgbench", "-i", "-q", "-s", str(PGBENCH_SCALE), *options, PGBENCH_DATABASE]
+    subprocess.run(command, env=environment, check=True, capture_output=True, text=True)
 
 
 def run_pgbench(url: str, settings: Settings) -> tuple[float, Observation]:
     options, environment = pgbench_environment(url)
-    command_line = [
+    command = [
         "pgbench", "-b", "tpcb-like",
         "-c", str(PGBENCH_CLIENTS), "-j", str(os.cpu_count() or 1),
         "-T", str(settings.pgbench_seconds),
         *options, PGBENCH_DATABASE,
     ]  # fmt: skip
     process = subprocess.Popen(
-        command_line, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
         # pgbench vacuums its tables and connects first: look only once it is running.
@@ -570,16 +576,6 @@ class Done:
     sales: int
 
 
-@dataclass(frozen=True)
-class Failed:
-    till: int
-    error: str
-
-
-class WorkerFailed(RuntimeError):
-    pass
-
-
 def till_worker(plan: TillPlan, start_line, may_leave, results) -> None:
     """A worker process: open and fund its cards, wait for the others, then sell."""
     db = Database(make_engine(plan.url))  # the app's own engine settings
@@ -589,12 +585,12 @@ def till_worker(plan: TillPlan, start_line, may_leave, results) -> None:
             backend_pid = session.scalar(text("SELECT pg_backend_pid()"))
             session.commit()
             results.put(Ready(plan.till, backend_pid))
-            start_line.wait(timeout=SETUP_TIMEOUT)
+            start_line.wait(timeout=SETUP_TIMEOUT_S)
             sales = sell_until_time_is_up(session, plan, cards)
         results.put(Done(plan.till, sales))
         # Keep this process and its connection's backend alive until the observer has read
         # their CPU time: a process that has ended has no CPU time left to read.
-        may_leave.wait(timeout=SETUP_TIMEOUT)
+        may_leave.wait(timeout=SETUP_TIMEOUT_S)
     except Exception:
         start_line.abort()  # the others must not wait for a worker that will never come
         results.put(Failed(plan.till, traceback.format_exc()))
@@ -688,11 +684,11 @@ def run_tills(plans: list[TillPlan]) -> tuple[float, Observation]:
         worker.start()
     try:
         try:
-            start_line.wait(timeout=SETUP_TIMEOUT)
+            start_line.wait(timeout=SETUP_TIMEOUT_S)
         except threading.BrokenBarrierError:
-            raise WorkerFailed(_first_failure(results)) from None
+            raise WorkerFailed(first_failure(results)) from None
         released = time.monotonic()
-        backend_pids = [ready.backend_pid for ready in _collect(results, Ready, len(plans))]
+        backend_pids = [ready.backend_pid for ready in collect(results, Ready, len(plans))]
         window_start = released + plans[0].warmup
         observation = observe(
             plans[0].url,
@@ -701,56 +697,11 @@ def run_tills(plans: list[TillPlan]) -> tuple[float, Observation]:
             start=window_start,
             end=window_start + plans[0].duration,
         )
-        done = _collect(results, Done, len(plans))
+        done = collect(results, Done, len(plans))
     finally:
         may_leave.set()
         stop_workers(workers, results)
     return sum(d.sales for d in done) / plans[0].duration, observation
-
-
-def _collect(results, kind: type, count: int) -> list:
-    """The next ``count`` messages, all of ``kind``; a worker's failure stops the run."""
-    collected = []
-    while len(collected) < count:
-        try:
-            message = results.get(timeout=SETUP_TIMEOUT)
-        except Empty:
-            raise WorkerFailed(f"no word from the workers for {SETUP_TIMEOUT:.0f} s") from None
-        if isinstance(message, Failed):
-            raise WorkerFailed(f"till {message.till} failed:\n{message.error}")
-        if not isinstance(message, kind):
-            raise WorkerFailed(f"expected {kind.__name__}, got {message!r}")
-        collected.append(message)
-    return collected
-
-
-def _first_failure(results) -> str:
-    try:
-        while True:
-            message = results.get(timeout=10)
-            if isinstance(message, Failed):
-                return f"till {message.till} failed:\n{message.error}"
-    except Empty:
-        return "a worker did not reach the start line"
-
-
-def stop_workers(workers, results) -> None:
-    """Wait for every worker to end on its own; terminate (by its pid) any that does not."""
-    deadline = time.monotonic() + 30
-    for worker in workers:
-        worker.join(timeout=max(0.1, deadline - time.monotonic()))
-    for worker in workers:
-        if worker.is_alive():
-            worker.terminate()
-            worker.join(timeout=10)
-    # Whatever a failed run left in the queue, so that its feeder thread can finish.
-    try:
-        while True:
-            results.get_nowait()
-    except Empty:
-        pass
-    results.close()
-    results.join_thread()
 
 
 def measure_sales(
@@ -1002,7 +953,7 @@ def write_doc(
         "# Ledger benchmarks",
         "",
         f"Written by `bench/ledger.py` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, at commit "
-        f"`{_git_commit()}`. Running the bench again rewrites this file, except the analysis "
+        f"`{git_commit()}`. Running the bench again rewrites this file, except the analysis "
         "section between its markers.",
         "",
         "## Command",
@@ -1156,17 +1107,18 @@ def _kept_others(path: Path) -> list[str]:
     return []
 
 
-def command_line() -> str:
+def command_line(module: str = "bench.ledger") -> str:
+    """How this run was started, to be run again (any password in the URL hidden)."""
     python = Path(sys.executable)
     shown = str(python.relative_to(ROOT)) if python.is_relative_to(ROOT) else "python"
-    words = [shown, "-m", "bench.ledger", *sys.argv[1:]]
+    words = [shown, "-m", module, *sys.argv[1:]]
     if ADMIN_URL_ENV in os.environ:
         url: URL = make_url(os.environ[ADMIN_URL_ENV])
         words.insert(0, f"{ADMIN_URL_ENV}={url.render_as_string(hide_password=True)}")
     return shlex.join(words)
 
 
-def _git_commit() -> str:
+def git_commit() -> str:
     found = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
     )

@@ -38,7 +38,6 @@ import multiprocessing
 import os
 import random
 import resource
-import shlex
 import signal
 import socket
 import statistics
@@ -56,14 +55,13 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from queue import Empty
 from typing import Any, Literal, NamedTuple
 
 import psycopg
 from flask import current_app
 from sqlalchemy import event as sa_event
 from sqlalchemy import func, make_url, select, text
-from sqlalchemy.engine import URL, Engine
+from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
 from app import create_app
@@ -84,12 +82,22 @@ from bench.ledger import (
     ADMIN_URL_ENV,
     DEFAULT_ADMIN_URL,
     admin_engine,
+    command_line,
     create_fresh_database,
     describe_machine,
     drop_database,
+    git_commit,
     migrate,
     verify_ledger,
     wait_for_quiet_machine,
+)
+from bench.workers import (
+    SETUP_TIMEOUT_S,
+    Failed,
+    WorkerFailed,
+    collect,
+    first_failure,
+    stop_workers,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,7 +127,6 @@ CAPACITY_PAUSE_S = 1.0
 CONNECT_CONCURRENCY = 16
 OPEN_TIMEOUT_S = 120.0
 ARRIVAL_TIMEOUT_S = 30.0
-SETUP_TIMEOUT_S = 180.0
 #: Password hashing is only used while setting up (sign-ups, PINs); cheap, as in the tests.
 CHEAP_HASHING = {"ARGON2_TIME_COST": 1, "ARGON2_MEMORY_KIB": 1024}
 
@@ -1099,16 +1106,6 @@ class EngineUse:
         return self.statements, self.transactions, self.checkouts
 
 
-@dataclass(frozen=True)
-class Failed:
-    worker: int
-    error: str
-
-
-class WorkerFailed(RuntimeError):
-    pass
-
-
 def switch_emit_off() -> None:
     """Events off: ``emit`` writes nothing. The services reach it through app.events.changes,
     which imported the name, so it is replaced there as well as in app.events.outbox."""
@@ -1390,50 +1387,6 @@ def wait_for_deliveries(subscribers: Subscribers, expected: int, timeout_s: floa
     while (received := subscribers.count()[0]) < expected and time.monotonic() < deadline:
         time.sleep(0.1)
     return received
-
-
-def collect(results, kind: type, count: int) -> list:
-    """The next ``count`` messages, all of ``kind``; a worker's failure stops the run."""
-    collected = []
-    while len(collected) < count:
-        try:
-            message = results.get(timeout=SETUP_TIMEOUT_S)
-        except Empty:
-            raise WorkerFailed(f"no word from the workers for {SETUP_TIMEOUT_S:.0f} s") from None
-        if isinstance(message, Failed):
-            raise WorkerFailed(f"worker {message.worker} failed:\n{message.error}")
-        if not isinstance(message, kind):
-            raise WorkerFailed(f"expected {kind.__name__}, got {message!r}")
-        collected.append(message)
-    return collected
-
-
-def first_failure(results) -> str:
-    try:
-        while True:
-            message = results.get(timeout=10)
-            if isinstance(message, Failed):
-                return f"worker {message.worker} failed:\n{message.error}"
-    except Empty:
-        return "a worker did not reach the start line"
-
-
-def stop_workers(workers, results) -> None:
-    """Wait for every worker to end on its own; terminate (by its pid) any that does not."""
-    deadline = time.monotonic() + 30
-    for worker in workers:
-        worker.join(timeout=max(0.1, deadline - time.monotonic()))
-    for worker in workers:
-        if worker.is_alive():
-            worker.terminate()
-            worker.join(timeout=10)
-    try:  # whatever a failed run left in the queue, so that its feeder thread can finish
-        while True:
-            results.get_nowait()
-    except Empty:
-        pass
-    results.close()
-    results.join_thread()
 
 
 # --------------------------------------------------------------------------------------------
@@ -1771,7 +1724,7 @@ def write_doc(path: Path, results: Results, machine: dict[str, str], settings: S
         "Run from the repository root:",
         "",
         "```",
-        command_line(),
+        command_line("bench.realtime"),
         "```",
         "",
         "## Machine",
@@ -2025,23 +1978,6 @@ def kept_analysis(path: Path) -> str:
         if ANALYSIS_BEGIN in old and ANALYSIS_END in old:
             return old.split(ANALYSIS_BEGIN, 1)[1].split(ANALYSIS_END, 1)[0].strip("\n")
     return ANALYSIS_PLACEHOLDER
-
-
-def command_line() -> str:
-    python = Path(sys.executable)
-    shown = str(python.relative_to(ROOT)) if python.is_relative_to(ROOT) else "python"
-    words = [shown, "-m", "bench.realtime", *sys.argv[1:]]
-    if ADMIN_URL_ENV in os.environ:
-        url: URL = make_url(os.environ[ADMIN_URL_ENV])
-        words.insert(0, f"{ADMIN_URL_ENV}={url.render_as_string(hide_password=True)}")
-    return shlex.join(words)
-
-
-def git_commit() -> str:
-    found = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    )
-    return found.stdout.strip() or "unknown"
 
 
 def machine_description(admin: Engine) -> dict[str, str]:
