@@ -6,7 +6,7 @@ Run by hand from the repository root (it is not part of the test suite)::
     .venv/bin/python -m bench.realtime          # full run, ~15 minutes; writes the doc below
     .venv/bin/python -m bench.realtime --quick  # sanity check, ~4 minutes; writes no doc
 
-The doc is docs/realtime-benchmarks.md.
+The figures go to docs/benchmarks.md, after the ledger bench's part (which that bench keeps).
 
 On a fresh PostgreSQL database (schema from the Alembic migrations, data made through the
 services), with the production server ``gunicorn -c gunicorn.conf.py wsgi:app`` (gevent):
@@ -81,6 +81,7 @@ from app.stores.models import Store
 from bench.ledger import (
     ADMIN_URL_ENV,
     DEFAULT_ADMIN_URL,
+    OTHERS_BEGIN,
     admin_engine,
     command_line,
     create_fresh_database,
@@ -101,7 +102,7 @@ from bench.workers import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DOC = ROOT / "docs" / "realtime-benchmarks.md"
+DEFAULT_DOC = ROOT / "docs" / "benchmarks.md"
 BENCH_DATABASE = "omnicard_bench_realtime"
 GUNICORN = [str(Path(sys.executable).with_name("gunicorn")), "-c", "gunicorn.conf.py", "wsgi:app"]
 
@@ -1702,22 +1703,26 @@ def print_summary(results: Results) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# docs/realtime-benchmarks.md
+# docs/benchmarks.md: this bench writes the part after OTHERS_BEGIN, the ledger bench the rest
 
-ANALYSIS_BEGIN = "<!-- analysis:begin (kept when the bench rewrites this file) -->"
-ANALYSIS_END = "<!-- analysis:end -->"
+ANALYSIS_BEGIN = (
+    "<!-- real-time analysis:begin (kept when bench/realtime.py rewrites this part) -->"
+)
+ANALYSIS_END = "<!-- real-time analysis:end -->"
 ANALYSIS_PLACEHOLDER = (
     "_To be completed: for every target missed above, what limits it and what would fix it._"
 )
 
 
 def write_doc(path: Path, results: Results, machine: dict[str, str], settings: Settings) -> None:
+    old = path.read_text() if path.exists() else ""
+    ledger_part, _, old_part = old.partition(OTHERS_BEGIN)
     lines = [
         "# Real-time benchmarks",
         "",
         f"Written by `bench/realtime.py` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, at commit "
-        f"`{git_commit()}`. Running the bench again rewrites this file, except the analysis "
-        "section between its markers.",
+        f"`{git_commit()}`. Running the bench again rewrites this part of the file, except the "
+        "analysis between its markers.",
         "",
         "## Command",
         "",
@@ -1748,12 +1753,13 @@ def write_doc(path: Path, results: Results, machine: dict[str, str], settings: S
         "## Analysis",
         "",
         ANALYSIS_BEGIN,
-        kept_analysis(path),
+        kept_analysis(old_part),
         ANALYSIS_END,
         "",
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines))
+    head = ledger_part.rstrip("\n") + "\n\n" if ledger_part.strip() else ""
+    path.write_text(head + OTHERS_BEGIN + "\n" + "\n".join(lines))
     print(f"\nwrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
 
 
@@ -1971,12 +1977,10 @@ def cross_section(results: Results) -> list[str]:
     ]
 
 
-def kept_analysis(path: Path) -> str:
-    """The hand-written analysis of the file being replaced, if it has one."""
-    if path.exists():
-        old = path.read_text()
-        if ANALYSIS_BEGIN in old and ANALYSIS_END in old:
-            return old.split(ANALYSIS_BEGIN, 1)[1].split(ANALYSIS_END, 1)[0].strip("\n")
+def kept_analysis(old: str) -> str:
+    """The hand-written analysis of the part being replaced, if it has one."""
+    if ANALYSIS_BEGIN in old and ANALYSIS_END in old:
+        return old.split(ANALYSIS_BEGIN, 1)[1].split(ANALYSIS_END, 1)[0].strip("\n")
     return ANALYSIS_PLACEHOLDER
 
 
