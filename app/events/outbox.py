@@ -1,7 +1,8 @@
 """Writing events (in the caller's transaction) and sequencing them (after commit).
 
-The sale path only inserts a row: no NOTIFY inside its transaction, so it never queues on
-PostgreSQL's notification lock. After the commit, the process wakes its own event hub in
+The sale path only inserts rows, all of a transaction's events in one statement just before it
+commits: no NOTIFY inside its transaction, so it never queues on PostgreSQL's notification
+lock. After the commit, the process wakes its own event hub in
 memory; the hub sequences what has committed and sends one NOTIFY per batch, which wakes the
 hubs of every other process.
 """
@@ -37,20 +38,62 @@ def emit(
     device_id: int | None = None,
     card_id: int | None = None,
 ) -> None:
-    """Write an event in ``s``'s transaction: it exists if and only if the change commits."""
-    s.execute(
-        insert(Event),
-        {
-            "type": type,
-            "created_at": utcnow(),
-            "customer_id": customer_id,
-            "store_id": store_id,
-            "device_id": device_id,
-            "card_id": card_id,
-            "payload": payload,
-        },
-    )
+    """Write an event in ``s``'s transaction: it exists if and only if the change commits.
+
+    It is written with the transaction's other events when the session commits (or
+    ``write_events`` is called); one emitted inside a savepoint that rolls back is dropped.
+    """
+    row = {
+        "type": type, "created_at": utcnow(), "customer_id": customer_id,
+        "store_id": store_id, "device_id": device_id, "card_id": card_id, "payload": payload,
+    }  # fmt: skip
+    if not s.in_transaction():
+        s.connection()  # the change's transaction: its rollback must take the event with it
+    s.info.setdefault(_WAITING, []).append((s.get_nested_transaction(), row))
     s.info["events_emitted"] = True
+
+
+#: Session.info key: (savepoint or None, row) for each event emitted and not yet written.
+_WAITING = "omnicard.events.waiting"
+
+
+def write_events(s: Session) -> None:
+    """Write the events emitted in ``s`` so far, in one statement."""
+    waiting = s.info.pop(_WAITING, None)
+    if waiting:
+        s.connection().execute(insert(Event.__table__), [row for _, row in waiting])
+
+
+def _rolled_back(s: Session, savepoint) -> None:
+    """Drop the events emitted inside ``savepoint`` (or any savepoint within it)."""
+
+    def inside(tx) -> bool:
+        while tx is not None:
+            if tx is savepoint:
+                return True
+            tx = tx.parent
+        return False
+
+    if _WAITING in s.info:
+        s.info[_WAITING] = [(tx, row) for tx, row in s.info[_WAITING] if not inside(tx)]
+
+
+@sa_event.listens_for(Session, "before_commit")
+def _write_before_commit(s: Session) -> None:
+    if s.get_nested_transaction() is None:  # the transaction itself, not a savepoint
+        write_events(s)
+
+
+@sa_event.listens_for(Session, "after_soft_rollback")
+def _drop_rolled_back(s: Session, previous_transaction) -> None:
+    if previous_transaction.nested:
+        _rolled_back(s, previous_transaction)
+
+
+@sa_event.listens_for(Session, "after_transaction_end")
+def _drop_at_the_end(s: Session, transaction) -> None:
+    if transaction.parent is None:  # committed (so written), rolled back or closed
+        s.info.pop(_WAITING, None)
 
 
 def sequence_committed(connection: Connection, batch: int = 5000) -> list[Delivered]:
