@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 import psycopg
 from sqlalchemy import text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from app.core.db import read_only
 from app.core.types import utcnow
@@ -41,6 +41,9 @@ PRESENTED_FOR = timedelta(minutes=30)
 SAFETY_POLL_S = 1.0
 #: A process asks the sequencer again after this long without an answer.
 ASK_AGAIN_S = 0.05
+#: The sequencer starts a round at most this often: a quiet system's event goes out at once,
+#: a busy one's waits at most this long and shares the round with the others.
+ROUND_GAP_S = 0.01
 
 
 @dataclass(eq=False)
@@ -271,6 +274,9 @@ class EventHub:
         with self.lock:
             for sub in self.audience.all:
                 sub.close()
+        for connection in (self._own, self._asker):
+            if connection is not None:
+                connection.close()
 
     def poke(self) -> None:
         """Something committed here: look now."""
@@ -320,6 +326,10 @@ class EventHub:
     def _run(self) -> None:
         while not self.stopping.is_set():
             woken = self.wake.wait(self._next_look_s())
+            if woken and self.sequencing():
+                # Under load, let the commits of the next few milliseconds join this round:
+                # one transaction and one NOTIFY for them all.
+                time.sleep(max(0.0, ROUND_GAP_S - (time.monotonic() - self.round_at)))
             self.wake.clear()
             if self.stopping.is_set():
                 return
@@ -333,23 +343,48 @@ class EventHub:
     def _sequence_if_leader(self) -> list[Delivered]:
         """Sequence what has committed, if this process is the sequencer: the events it
         numbered, in order. Otherwise ask the sequencer, and return nothing."""
-        if self.listen_dsn is not None and not self.leader:
+        if not self.sequencing():
             self._ask_sequencer()
             return []
         self._pending_here = False
-        with self.engine.begin() as c:
-            sequenced = sequence_committed(c)
-            if not sequenced:
-                return []
-            # Webhook deliveries are written with the positions: each event, once.
-            if enqueue_webhooks(c, sequenced) and self.webhooks is not None:
-                self.webhooks.wake.set()
-            top = sequenced[-1].position
-            if self.listen_dsn is not None:
-                c.execute(text("SELECT pg_notify(:channel, :top)"),
-                          {"channel": EVENTS_CHANNEL, "top": str(top)})  # fmt: skip
+        self.round_at = time.monotonic()
+        c = self._own_connection()
+        try:
+            with c.begin():
+                sequenced = sequence_committed(c)
+                if not sequenced:
+                    return []
+                # Webhook deliveries are written with the positions: each event, once.
+                if enqueue_webhooks(c, sequenced) and self.webhooks is not None:
+                    self.webhooks.wake.set()
+                top = sequenced[-1].position
+                if self.listen_dsn is not None:
+                    c.execute(text("SELECT pg_notify(:channel, :top)"),
+                              {"channel": EVENTS_CHANNEL, "top": str(top)})  # fmt: skip
+        except Exception:
+            self._pending_here = True  # look again next round, on a fresh connection
+            self._own = None
+            c.invalidate()
+            raise
         self.known_top = max(self.known_top, top)
         return sequenced
+
+    #: When the last sequencing round began.
+    round_at = 0.0
+
+    def sequencing(self) -> bool:
+        """Whether this process is the sequencer (on SQLite, each process is its own)."""
+        return self.listen_dsn is None or self.leader
+
+    #: The hub's own connections, held for its life (no pool checkout and ping per round):
+    #: one for sequencing, and on PostgreSQL a plain one for asking the sequencer.
+    _own: Connection | None = None
+    _asker: psycopg.Connection | None = None
+
+    def _own_connection(self) -> Connection:
+        if self._own is None:
+            self._own = self.engine.connect()
+        return self._own
 
     def _ask_sequencer(self) -> None:
         """Tell the sequencing process that something committed here, at most once per
@@ -361,7 +396,16 @@ class EventHub:
             return  # it has been asked; its answer wakes us and then we ask again if need be
         self._pending_here = False
         self.asked_at = time.monotonic()
-        self._notify(PENDING_CHANNEL, "")
+        try:
+            if self._asker is None:
+                self._asker = psycopg.connect(self.listen_dsn, autocommit=True)
+            self._asker.execute(f"NOTIFY {PENDING_CHANNEL}")
+        except psycopg.Error:
+            self._pending_here, self.asked_at = True, None  # ask again next round
+            if self._asker is not None:
+                self._asker.close()
+                self._asker = None
+            raise
 
     def _next_look_s(self) -> float:
         """Sleep until woken, or until a deferred request to the sequencer may be repeated."""
@@ -370,10 +414,12 @@ class EventHub:
         return self.poll_s
 
     def _sequenced(self, top: int) -> None:
-        """The sequencer announced ``top`` (from the listener thread)."""
+        """The sequencer announced ``top`` (from the listener thread). A process with no
+        stream open and nothing to ask has nothing to do about it."""
         self.known_top = max(self.known_top, top)
         self.asked_at = None
-        self.wake.set()
+        if self.audience.all or self._pending_here:
+            self.wake.set()
 
     def _dispatch_new(self, sequenced: list[Delivered], *, look_anyway: bool = False) -> None:
         """Hand the events after the last one dispatched to the streams that may see them:
@@ -418,18 +464,12 @@ class EventHub:
 
     # --- PostgreSQL: one LISTEN connection per process -----------------------------------
 
-    def _notify(self, channel: str, payload: str) -> None:
-        with self.engine.begin() as c:
-            c.execute(text("SELECT pg_notify(:channel, :payload)"),
-                      {"channel": channel, "payload": payload})  # fmt: skip
-
     def _listen(self) -> None:
         while not self.stopping.is_set():
             try:
                 with psycopg.connect(self.listen_dsn, autocommit=True) as conn:
                     self.listener = conn
                     conn.execute(f"LISTEN {EVENTS_CHANNEL}")
-                    conn.execute(f"LISTEN {PENDING_CHANNEL}")
                     self.ready.set()
                     tried_at = 0.0
                     while not self.stopping.is_set():
@@ -439,7 +479,9 @@ class EventHub:
                                 "SELECT pg_try_advisory_lock(%s)", (SEQUENCER_LOCK,)
                             ).fetchone()[0]
                             if self.leader:
-                                self.wake.set()  # whatever waited for a sequencer
+                                # Only the sequencer is asked; then whatever waited for one.
+                                conn.execute(f"LISTEN {PENDING_CHANNEL}")
+                                self.wake.set()
                         for note in conn.notifies(timeout=SAFETY_POLL_S, stop_after=1):
                             if note.channel == EVENTS_CHANNEL and note.payload.isdigit():
                                 self._sequenced(int(note.payload))
