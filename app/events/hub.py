@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -39,8 +40,9 @@ log = logging.getLogger(__name__)
 #: How long a card presented at a till keeps that till watching it.
 PRESENTED_FOR = timedelta(minutes=30)
 SAFETY_POLL_S = 1.0
-#: A process asks the sequencer again after this long without an answer.
-ASK_AGAIN_S = 0.05
+#: A process asks the sequencer again after this long without an answer (a process with no
+#: open stream hears no answers: it asks at most this often).
+ASK_AGAIN_S = 0.01
 #: The sequencer starts a round at most this often: a quiet system's event goes out at once,
 #: a busy one's waits at most this long and shares the round with the others.
 ROUND_GAP_S = 0.01
@@ -238,6 +240,12 @@ class EventHub:
         self.last_position = 0
         self.leader = False
         self.listener: psycopg.Connection | None = None
+        #: This process's own channel: a NOTIFY on it wakes its listener (to LISTEN for the
+        #: sequencer's announcements once a first stream opens).
+        self.own_channel = f"omnicard_hub_{uuid.uuid4().hex[:16]}"
+        self._kick_listener = False
+        #: Look in the database next round even if nothing was announced.
+        self._look_now = False
         self.threads: list[threading.Thread] = []
         self.ready = threading.Event()
 
@@ -291,6 +299,9 @@ class EventHub:
                 # Nobody was listening, so nothing was fetched: start from now (each new
                 # stream replays what it missed from the database itself).
                 self.last_position = self._max_position()
+                if self.listen_dsn is not None and not self.leader:
+                    self._kick_listener = True  # it must now hear the sequencer's news
+                    self.wake.set()
             self.audience.add(sub)
         return sub
 
@@ -335,7 +346,8 @@ class EventHub:
                 return
             try:
                 sequenced = self._sequence_if_leader()
-                self._dispatch_new(sequenced, look_anyway=not woken)
+                look, self._look_now = self._look_now, False
+                self._dispatch_new(sequenced, look_anyway=look or not woken)
             except Exception:  # keep serving; the next round retries from the database
                 log.exception("event hub round failed")
                 time.sleep(0.1)
@@ -344,6 +356,9 @@ class EventHub:
         """Sequence what has committed, if this process is the sequencer: the events it
         numbered, in order. Otherwise ask the sequencer, and return nothing."""
         if not self.sequencing():
+            if self._kick_listener:
+                self._kick_listener = False
+                self._ask(self.own_channel)
             self._ask_sequencer()
             return []
         self._pending_here = False
@@ -397,11 +412,18 @@ class EventHub:
         self._pending_here = False
         self.asked_at = time.monotonic()
         try:
-            if self._asker is None:
-                self._asker = psycopg.connect(self.listen_dsn, autocommit=True)
-            self._asker.execute(f"NOTIFY {PENDING_CHANNEL}")
+            self._ask(PENDING_CHANNEL)
         except psycopg.Error:
             self._pending_here, self.asked_at = True, None  # ask again next round
+            raise
+
+    def _ask(self, channel: str) -> None:
+        """A plain NOTIFY, from the hub's thread, on a connection of its own."""
+        try:
+            if self._asker is None:
+                self._asker = psycopg.connect(self.listen_dsn, autocommit=True)
+            self._asker.execute(f"NOTIFY {channel}")
+        except psycopg.Error:
             if self._asker is not None:
                 self._asker.close()
                 self._asker = None
@@ -469,10 +491,20 @@ class EventHub:
             try:
                 with psycopg.connect(self.listen_dsn, autocommit=True) as conn:
                     self.listener = conn
-                    conn.execute(f"LISTEN {EVENTS_CHANNEL}")
+                    conn.execute(f"LISTEN {self.own_channel}")
+                    hearing = False  # the sequencer's announcements
                     self.ready.set()
                     tried_at = 0.0
                     while not self.stopping.is_set():
+                        # Only a process with streams to serve, and not sequencing itself,
+                        # needs the announcements: the others are not woken by every round.
+                        wanted = bool(self.audience.all) and not self.leader
+                        if wanted != hearing:
+                            conn.execute(f"{'' if wanted else 'UN'}LISTEN {EVENTS_CHANNEL}")
+                            hearing = wanted
+                            if hearing:  # what was announced before it listened
+                                self._look_now = True
+                                self.wake.set()
                         if not self.leader and time.monotonic() - tried_at >= SAFETY_POLL_S:
                             tried_at = time.monotonic()
                             self.leader = conn.execute(
@@ -485,7 +517,7 @@ class EventHub:
                         for note in conn.notifies(timeout=SAFETY_POLL_S, stop_after=1):
                             if note.channel == EVENTS_CHANNEL and note.payload.isdigit():
                                 self._sequenced(int(note.payload))
-                            else:
+                            elif note.channel == PENDING_CHANNEL:
                                 self.wake.set()
             except psycopg.Error:
                 log.exception("event listener lost its connection; reconnecting")
