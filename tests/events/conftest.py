@@ -304,15 +304,16 @@ class ServerProcess:
 
     def stop(self) -> None:
         """As an operator stops gunicorn quickly (SIGQUIT); the embedded one is killed."""
+        if self.process.poll() is not None:
+            return
         if not self.production:
-            if self.process.poll() is None:
-                self.kill()
-        elif self.process.poll() is None:
-            self.process.send_signal(signal.SIGQUIT)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
+            self.kill()
+            return
+        self.process.send_signal(signal.SIGQUIT)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.kill()
 
 
 def free_port() -> int:
