@@ -25,14 +25,22 @@ from sqlalchemy.engine import Connection, Engine
 from app.core.db import read_only
 from app.core.types import utcnow
 from app.events.outbox import (
+    ANNOUNCE_SQL,
     EVENTS_CHANNEL,
     PENDING_CHANNEL,
+    SEQUENCE_SQL,
     SEQUENCER_LOCK,
     Delivered,
     fetch_after,
     sequence_committed,
 )
-from app.webhooks.services import deliver_due, seconds_until_next_due
+from app.webhooks.services import (
+    ACTIVE_HOOKS_SQL,
+    INSERT_DELIVERY_SQL,
+    deliver_due,
+    deliveries_for,
+    seconds_until_next_due,
+)
 from app.webhooks.services import enqueue as enqueue_webhooks
 
 log = logging.getLogger(__name__)
@@ -46,6 +54,8 @@ ASK_AGAIN_S = 0.01
 #: The sequencer starts a round at most this often: a quiet system's event goes out at once,
 #: a busy one's waits at most this long and shares the round with the others.
 ROUND_GAP_S = 0.01
+#: Events numbered in one sequencing round at the most.
+SEQUENCE_BATCH = 5000
 
 
 @dataclass(eq=False)
@@ -282,9 +292,9 @@ class EventHub:
         with self.lock:
             for sub in self.audience.all:
                 sub.close()
-        for connection in (self._own, self._asker):
-            if connection is not None:
-                connection.close()
+        if self._own is not None:
+            self._own.close()
+        self._drop_plain_connection()
 
     def poke(self) -> None:
         """Something committed here: look now."""
@@ -363,26 +373,57 @@ class EventHub:
             return []
         self._pending_here = False
         self.round_at = time.monotonic()
+        if self.listen_dsn is None:
+            sequenced, deliveries = self._sequence_here()
+        else:
+            sequenced, deliveries = self._sequence_in_postgresql()
+        if deliveries and self.webhooks is not None:
+            self.webhooks.wake.set()
+        if sequenced:
+            self.known_top = max(self.known_top, sequenced[-1].position)
+        return sequenced
+
+    def _sequence_here(self) -> tuple[list[Delivered], int]:
+        """A round on SQLite, through the hub's own SQLAlchemy connection."""
         c = self._own_connection()
         try:
             with c.begin():
                 sequenced = sequence_committed(c)
-                if not sequenced:
-                    return []
                 # Webhook deliveries are written with the positions: each event, once.
-                if enqueue_webhooks(c, sequenced) and self.webhooks is not None:
-                    self.webhooks.wake.set()
-                top = sequenced[-1].position
-                if self.listen_dsn is not None:
-                    c.execute(text("SELECT pg_notify(:channel, :top)"),
-                              {"channel": EVENTS_CHANNEL, "top": str(top)})  # fmt: skip
+                return sequenced, enqueue_webhooks(c, sequenced)
         except Exception:
             self._pending_here = True  # look again next round, on a fresh connection
             self._own = None
             c.invalidate()
             raise
-        self.known_top = max(self.known_top, top)
-        return sequenced
+
+    def _sequence_in_postgresql(self) -> tuple[list[Delivered], int]:
+        """A round on PostgreSQL: one transaction in two round trips on the hub's own
+        connection, with prepared statements and no ORM (this is the sequencer's hot loop).
+        The first trip numbers a batch, reads the active webhooks and announces the new top;
+        the second writes the batch's webhook deliveries and commits."""
+        try:
+            conn = self._plain_connection()
+            with conn.pipeline() as pipeline, conn.transaction():
+                numbered = conn.execute(SEQUENCE_SQL, {"batch": SEQUENCE_BATCH}, prepare=True)
+                hooks = conn.execute(ACTIVE_HOOKS_SQL, prepare=True)
+                conn.execute(
+                    ANNOUNCE_SQL, {"channel": EVENTS_CHANNEL, "after": self.known_top},
+                    prepare=True,
+                )  # fmt: skip
+                pipeline.sync()
+                sequenced = sorted((Delivered(*row) for row in numbered), key=lambda e: e.position)
+                deliveries = deliveries_for(sequenced, hooks.fetchall())
+                if deliveries:
+                    conn.cursor().executemany(INSERT_DELIVERY_SQL, deliveries)
+        except psycopg.Error:
+            self._pending_here = True  # look again next round, on a fresh connection
+            self._drop_plain_connection()
+            raise
+        if len(sequenced) == SEQUENCE_BATCH:
+            self._pending_here = True  # more waiting: another round at once
+            self.wake.set()
+        return sequenced, len(deliveries)
 
     #: When the last sequencing round began.
     round_at = 0.0
@@ -391,15 +432,29 @@ class EventHub:
         """Whether this process is the sequencer (on SQLite, each process is its own)."""
         return self.listen_dsn is None or self.leader
 
-    #: The hub's own connections, held for its life (no pool checkout and ping per round):
-    #: one for sequencing, and on PostgreSQL a plain one for asking the sequencer.
+    #: The hub's own connections, held for its life (no pool checkout and ping per round).
+    #: On SQLite, a SQLAlchemy one for sequencing; on PostgreSQL, a plain psycopg one, for
+    #: sequencing rounds while this process is the sequencer and for asking it otherwise.
     _own: Connection | None = None
-    _asker: psycopg.Connection | None = None
+    _plain: psycopg.Connection | None = None
 
     def _own_connection(self) -> Connection:
         if self._own is None:
             self._own = self.engine.connect()
         return self._own
+
+    def _plain_connection(self) -> psycopg.Connection:
+        if self._plain is None:
+            # Timestamps come back in UTC, as through the app's engine.
+            self._plain = psycopg.connect(
+                self.listen_dsn, autocommit=True, options="-c TimeZone=UTC"
+            )
+        return self._plain
+
+    def _drop_plain_connection(self) -> None:
+        if self._plain is not None:
+            self._plain.close()
+            self._plain = None
 
     def _ask_sequencer(self) -> None:
         """Tell the sequencing process that something committed here, at most once per
@@ -418,15 +473,11 @@ class EventHub:
             raise
 
     def _ask(self, channel: str) -> None:
-        """A plain NOTIFY, from the hub's thread, on a connection of its own."""
+        """A plain NOTIFY, from the hub's thread, on its own connection."""
         try:
-            if self._asker is None:
-                self._asker = psycopg.connect(self.listen_dsn, autocommit=True)
-            self._asker.execute(f"NOTIFY {channel}")
+            self._plain_connection().execute(f"NOTIFY {channel}")
         except psycopg.Error:
-            if self._asker is not None:
-                self._asker.close()
-                self._asker = None
+            self._drop_plain_connection()
             raise
 
     def _next_look_s(self) -> float:
@@ -473,7 +524,7 @@ class EventHub:
             if e.type == "card.presented":  # that till now watches the card
                 for sub in audience:
                     if sub.device_id == e.device_id:
-                        self.audience.watch(sub, e.payload["card_id"], e.created_at)
+                        self.audience.watch(sub, e.card_id, e.created_at)
         return audience
 
     def sequenced_position(self) -> int:

@@ -79,12 +79,8 @@ def account_key(e: Delivered) -> str:
     return "all"
 
 
-def enqueue(connection: Connection, events: list[Delivered]) -> int:
-    """Deliveries for ``events``, just sequenced, inside the sequencer's transaction. Returns
-    how many were written."""
-    if not events:
-        return 0
-    hooks = connection.execute(select(Webhook.id, Webhook.event_types).where(Webhook.active)).all()
+def deliveries_for(events: list[Delivered], hooks) -> list[dict]:
+    """The delivery rows for ``events``, given the active webhooks as (id, event types)."""
     rows = []
     for e in events:
         matching = [hook_id for hook_id, types in hooks if e.type in types]
@@ -97,6 +93,26 @@ def enqueue(connection: Connection, events: list[Delivered]) -> int:
              "attempts": 0, "next_attempt_at": utcnow(), "created_at": utcnow()}
             for hook_id in matching
         ]  # fmt: skip
+    return rows
+
+
+#: The sequencer's reads and writes of deliveries, as plain SQL for its own psycopg connection.
+ACTIVE_HOOKS_SQL = "SELECT id, event_types FROM webhooks WHERE active"
+INSERT_DELIVERY_SQL = (
+    "INSERT INTO webhook_deliveries (webhook_id, event_id, event_type, account_key, body, "
+    "status, attempts, next_attempt_at, created_at) VALUES (%(webhook_id)s, %(event_id)s, "
+    "%(event_type)s, %(account_key)s, %(body)s, %(status)s, %(attempts)s, "
+    "%(next_attempt_at)s, %(created_at)s)"
+)
+
+
+def enqueue(connection: Connection, events: list[Delivered]) -> int:
+    """Deliveries for ``events``, just sequenced, inside the sequencer's transaction. Returns
+    how many were written."""
+    if not events:
+        return 0
+    hooks = connection.execute(select(Webhook.id, Webhook.event_types).where(Webhook.active)).all()
+    rows = deliveries_for(events, hooks)
     if rows:
         connection.execute(insert(WebhookDelivery), rows)
     return len(rows)
