@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 from sqlalchemy import Text, cast, column, insert, select, text
 from sqlalchemy import event as sa_event
@@ -67,19 +67,28 @@ def write_events(s: Session) -> None:
         connection.execute(insert(Event.__table__), [row for _, row in waiting])
         return
     # On the sale path the client's CPU is what is scarce: one prepared statement straight
-    # through psycopg, the rows as arrays (as the ledger's own call does).
-    rows = [row for _, row in waiting]
-    columns = [[row[name] for row in rows] for name in _INSERTED[:-1]]
-    columns.append([json.dumps(row["payload"]) for row in rows])
+    # through psycopg (as the ledger's own call goes), its parameters plain values.
+    # A bulk change (a batch of gift cards) goes in chunks: a statement takes 65,535
+    # parameters at the most.
     with connection.connection.driver_connection.cursor() as cursor:
-        cursor.execute(_INSERT_EVENTS, columns, prepare=True)
+        for start in range(0, len(waiting), _ROWS_PER_INSERT):
+            chunk = waiting[start : start + _ROWS_PER_INSERT]
+            params = []
+            for _, row in chunk:
+                params += [row[name] for name in _INSERTED[:-1]]
+                params.append(json.dumps(row["payload"]))
+            cursor.execute(_insert_events_sql(len(chunk)), params, prepare=len(chunk) < 16)
 
 
+_ROWS_PER_INSERT = 1000
 _INSERTED = ("type", "created_at", "customer_id", "store_id", "device_id", "card_id", "payload")
-_INSERT_EVENTS = (
-    f"INSERT INTO events ({', '.join(_INSERTED)}) SELECT * FROM unnest(%s::text[], "
-    "%s::timestamptz[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::jsonb[])"
-)
+
+
+@lru_cache(maxsize=64)
+def _insert_events_sql(rows: int) -> str:
+    """``INSERT INTO events ... VALUES`` for this many rows (prepared once per count)."""
+    values = "(%s, %s, %s::bigint, %s::bigint, %s::bigint, %s::bigint, %s::jsonb)"
+    return f"INSERT INTO events ({', '.join(_INSERTED)}) VALUES " + ", ".join([values] * rows)
 
 
 def _rolled_back(s: Session, savepoint) -> None:

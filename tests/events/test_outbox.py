@@ -54,6 +54,15 @@ def test_all_of_a_transactions_events_go_in_one_statement(db, engine: Engine):
         assert len(inserts) == 1
 
 
+def test_a_bulk_change_writes_every_one_of_its_events_in_order(db):
+    # More rows than one statement's parameters allow on PostgreSQL (65,535 / 7 columns).
+    for n in range(10_000):
+        emit(db, "card.added", {"card_id": n}, customer_id=7)
+    db.commit()
+    payloads = db.scalars(select(Event.payload).order_by(Event.id)).all()
+    assert [p["card_id"] for p in payloads] == list(range(10_000))
+
+
 def test_a_rolled_back_transaction_writes_no_events(db):
     emit(db, "card.added", {"card_id": 1}, customer_id=7)
     db.rollback()
