@@ -1,0 +1,151 @@
+"""What events cost the sales, with the machine's drift cancelled: events on and off in
+alternating slices of one run, instead of separate runs minutes apart.
+
+Run by hand from the repository root (it is not part of the test suite)::
+
+    .venv/bin/python -m bench.sales_interleaved              # 40 slices of 2 s, ~2 minutes
+    .venv/bin/python -m bench.sales_interleaved --slices 20  # a quicker look
+
+This virtual machine's speed drifts by a third over minutes (the same "events off" run gave 122
+and 195 sales/s three minutes apart), which swamps the few percent that events cost when on and
+off are measured in separate runs, as ``bench.realtime`` part (2) does. Here the same 8 sale
+workers (as in part (2): each an app process with its event hub running, selling lattes through
+``make_sale`` as its own till, one commit per sale) switch ``emit`` on and off together every
+slice, in the order on, off, off, on, on, off, ... so that a steady drift hits both alike. The
+production server (gunicorn, gevent) holds the sequencer's lock and 100 streams are open, as in
+part (2). The figure is the sales committed in the "on" slices over those in the "off" slices.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import multiprocessing
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from bench import realtime as rt
+from bench.ledger import (
+    DEFAULT_ADMIN_URL,
+    admin_engine,
+    create_fresh_database,
+    drop_database,
+    migrate,
+    verify_ledger,
+)
+
+DATABASE = "omnicard_bench_interleaved"
+
+
+def events_on(slice_number: int) -> bool:
+    """On, off, off, on, on, off, off, on, ...: each pair of pairs is balanced in time."""
+    return (slice_number % 2 == 0) == ((slice_number // 2) % 2 == 0)
+
+
+def sale_worker(url: str, till, shoppers, start, slice_s: float, slices: int, results) -> None:
+    from app.core.db import database, session
+    from app.events import changes, outbox
+    from app.events.api import hub as event_hub_of
+    from app.sales import services as sales
+
+    app = rt.bench_app(url, events_hub=True)
+    emit = outbox.emit
+
+    def emit_nothing(*_args, **_kwargs) -> None:
+        return None
+
+    plan = rt.SalesPlan(
+        url=url, number=0, till=till, shoppers=tuple(shoppers), events=True, warmup_s=0,
+        duration_s=0,
+    )  # fmt: skip
+    sold = [0] * slices
+    with app.app_context():
+        event_hub = event_hub_of(app)
+        s = session()
+        balances = rt.fill_cards(s, plan)
+        s.commit()
+        results.put("ready")
+        while time.monotonic() < start.value:
+            time.sleep(0.001)
+        for number in itertools.cycle(list(balances)):
+            now_slice = int((time.monotonic() - start.value) // slice_s)
+            if now_slice >= slices:
+                break
+            outbox.emit = changes.emit = emit if events_on(now_slice) else emit_nothing
+            if balances[number] < rt.LATTE_MINOR:
+                if all(balance < rt.LATTE_MINOR for balance in balances.values()):
+                    raise RuntimeError("the cards ran dry: fewer or shorter slices")
+                continue
+            outcome = sales.make_sale(
+                s, till.principal, presented={"card_number": number},
+                lines=[(rt.LATTE_SKU, 1)], tenders=[("card_balance", rt.LATTE_MINOR)],
+            )  # fmt: skip
+            s.commit()
+            balances[number] = outcome.card_balance_after
+            if int((time.monotonic() - start.value) // slice_s) == now_slice:
+                sold[now_slice] += 1  # committed inside the slice it began in
+        event_hub.stop()
+    database(app).engine.dispose()
+    results.put(sold)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.sales_interleaved")
+    parser.add_argument("--slices", type=int, default=40)
+    parser.add_argument("--slice-s", type=float, default=2.0)
+    arguments = parser.parse_args()
+    slices, slice_s = arguments.slices, arguments.slice_s
+    rt.raise_open_files_limit()
+    admin = admin_engine(DEFAULT_ADMIN_URL)
+    url = create_fresh_database(admin, DATABASE)
+    try:
+        migrate(url)
+        fixtures = rt.set_up(rt.bench_app(url, events_hub=False), rt.QUICK)
+        context = multiprocessing.get_context("spawn")
+        start, results = context.Value("d", float("inf")), context.Queue()
+        engine = rt.make_engine(url)
+        with rt.Server(url, Path(tempfile.mkdtemp())) as server, rt.Subscribers() as streams:
+            by_turn = [s for turn in zip(*fixtures.sale_shoppers, strict=True) for s in turn]
+            streamed = by_turn[:100]
+            streams.open(server.port, [s.token for s in streamed], len(streamed))
+            rt.wait_for_sequencer(engine, server)
+            workers = [
+                context.Process(
+                    target=sale_worker,
+                    args=(url, till, fixtures.sale_shoppers[n], start, slice_s, slices, results),
+                )
+                for n, till in enumerate(fixtures.sale_tills)
+            ]
+            for worker in workers:
+                worker.start()
+            for _ in workers:
+                if results.get(timeout=rt.SETUP_TIMEOUT_S) != "ready":
+                    raise RuntimeError("a sale worker failed to set up")
+            rt.wait_until_sequenced(engine)
+            rt.wait_for_quiet_machine()
+            start.value = time.monotonic() + 0.5
+            sold = [0] * slices
+            for _ in workers:
+                for n, count in enumerate(results.get(timeout=slices * slice_s + 120)):
+                    sold[n] += count
+            for worker in workers:
+                worker.join()
+            rt.wait_until_sequenced(engine)
+        engine.dispose()
+        verify_ledger(url)
+    finally:
+        drop_database(admin, DATABASE)
+    on = [n for k, n in enumerate(sold) if events_on(k)]
+    off = [n for k, n in enumerate(sold) if not events_on(k)]
+    blocks = [sum(on[i : i + 2]) / sum(off[i : i + 2]) for i in range(0, len(on) - 1, 2)]
+    print(f"sales per slice of {slice_s:g} s (on, off, off, on, ...): {sold}")
+    on_rate, off_rate = sum(on) / len(on) / slice_s, sum(off) / len(off) / slice_s
+    print(f"events on {on_rate:,.0f}/s, off {off_rate:,.0f}/s: on is {sum(on) / sum(off):.1%} "
+          f"of off (blocks of four slices: median {statistics.median(blocks):.1%}, from "
+          f"{min(blocks):.0%} to {max(blocks):.0%})")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
