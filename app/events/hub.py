@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -254,10 +253,8 @@ class EventHub:
         self.last_position = 0
         self.leader = False
         self.listener: psycopg.Connection | None = None
-        #: This process's own channel: a NOTIFY on it wakes its listener (to LISTEN for the
-        #: sequencer's announcements once a first stream opens).
-        self.own_channel = f"omnicard_hub_{uuid.uuid4().hex[:16]}"
-        self._kick_listener = False
+        #: Set when a first stream opens: the listener must LISTEN for the announcements now.
+        self.listen_changed = threading.Event()
         #: Look in the database next round even if nothing was announced.
         self._look_now = False
         self.threads: list[threading.Thread] = []
@@ -287,6 +284,7 @@ class EventHub:
     def stop(self) -> None:
         self.stopping.set()
         self.wake.set()
+        self.listen_changed.set()
         if self.webhooks is not None:
             self.webhooks.stopping.set()
             self.webhooks.wake.set()
@@ -314,8 +312,7 @@ class EventHub:
                 # stream replays what it missed from the database itself).
                 self.last_position = self._max_position()
                 if self.listen_dsn is not None and not self.leader:
-                    self._kick_listener = True  # it must now hear the sequencer's news
-                    self.wake.set()
+                    self.listen_changed.set()  # it must now hear the sequencer's news
             self.audience.add(sub)
         return sub
 
@@ -377,9 +374,6 @@ class EventHub:
         """Sequence what has committed, if this process is the sequencer: the events it
         numbered, in order. Otherwise ask the sequencer, and return nothing."""
         if not self.sequencing():
-            if self._kick_listener:
-                self._kick_listener = False
-                self._ask(self.own_channel)
             self._ask_sequencer()
             return []
         self._pending_here = False
@@ -567,7 +561,6 @@ class EventHub:
             try:
                 with psycopg.connect(self.listen_dsn, autocommit=True) as conn:
                     self.listener = conn
-                    conn.execute(f"LISTEN {self.own_channel}")
                     hearing = False  # the sequencer's announcements
                     self.ready.set()
                     tried_at = 0.0
@@ -590,6 +583,12 @@ class EventHub:
                                 # Only the sequencer is asked; then whatever waited for one.
                                 conn.execute(f"LISTEN {PENDING_CHANNEL}")
                                 self.wake.set()
+                        if not (hearing or self.leader):
+                            # LISTENing for nothing: PostgreSQL wakes every listening backend
+                            # of the database at every NOTIFY, whatever its channels.
+                            self.listen_changed.wait(SAFETY_POLL_S)
+                            self.listen_changed.clear()
+                            continue
                         for note in conn.notifies(timeout=SAFETY_POLL_S, stop_after=1):
                             if note.channel == EVENTS_CHANNEL and note.payload.isdigit():
                                 self._sequenced(int(note.payload))
