@@ -2,11 +2,10 @@
 hands each to the local subscribers allowed to see it.
 
 One background thread does the work and, on PostgreSQL, one more holds the process's single
-listening connection (not one per subscriber), which LISTENs only for what the process must
-hear: asks, in the sequencer; announcements, in a process with streams open. A wake-up is only
-a hint: the thread also looks once a second, and the database rows are the truth. Each
-subscriber has a bounded queue; one that cannot keep up is told to catch up from the database
-instead, so a slow or stalled client never delays the others and never misses an event.
+LISTEN connection (not one per subscriber). A wake-up is only a hint: the thread also looks
+once a second, and the database rows are the truth. Each subscriber has a bounded queue; one
+that cannot keep up is told to catch up from the database instead, so a slow or stalled client
+never delays the others and never misses an event.
 """
 
 from __future__ import annotations
@@ -356,9 +355,8 @@ class EventHub:
             if woken and self.sequencing():
                 self._stay_busy()
                 # Under load, let the commits of the next few milliseconds join this round:
-                # one transaction and one NOTIFY for them all. After a round that found
-                # nothing (a quiet moment), the event goes out at once.
-                time.sleep(max(0.0, ROUND_GAP_S - (time.monotonic() - self.found_at)))
+                # one transaction and one NOTIFY for them all.
+                time.sleep(max(0.0, ROUND_GAP_S - (time.monotonic() - self.round_at)))
             self.wake.clear()
             if self.stopping.is_set():
                 return
@@ -388,7 +386,6 @@ class EventHub:
             self.webhooks.wake.set()
         if sequenced:
             self.known_top = max(self.known_top, sequenced[-1].position)
-            self.found_at = self.round_at
             self._stay_busy()
         return sequenced
 
@@ -434,9 +431,8 @@ class EventHub:
             self.wake.set()
         return sequenced, len(deliveries)
 
-    #: When the last sequencing round began, and the last that found something.
+    #: When the last sequencing round began.
     round_at = 0.0
-    found_at = 0.0
 
     def _stay_busy(self) -> None:
         """Keep looking every round for BUSY_S, asked or not: other processes ask once per
