@@ -47,16 +47,12 @@ log = logging.getLogger(__name__)
 #: How long a card presented at a till keeps that till watching it.
 PRESENTED_FOR = timedelta(minutes=30)
 SAFETY_POLL_S = 1.0
+#: A process asks the sequencer again after this long without an answer (a process with no
+#: open stream hears no answers: it asks at most this often).
+ASK_AGAIN_S = 0.01
 #: The sequencer starts a round at most this often: a quiet system's event goes out at once,
 #: a busy one's waits at most this long and shares the round with the others.
 ROUND_GAP_S = 0.01
-#: Once asked (or once a round found something), the sequencer goes on looking every
-#: ROUND_GAP_S for this long without being asked again.
-BUSY_S = 1.0
-#: So a process asks at most this often: while it keeps committing, the sequencer is still
-#: looking (ASK_AGAIN_S < BUSY_S). Each ask is a NOTIFY, and NOTIFYs are what cost the sale
-#: path most: asking once per commit took 15-25% of the sales (docs/benchmarks.md).
-ASK_AGAIN_S = 0.25
 #: Events numbered in one sequencing round at the most.
 SEQUENCE_BATCH = 5000
 
@@ -342,18 +338,13 @@ class EventHub:
     _pending_here = False
     #: The newest position the sequencer has announced (PostgreSQL) or given (SQLite).
     known_top = 0
-    #: When this process last asked the sequencer to look.
+    #: When this process last asked the sequencer to look, if it has not answered since.
     asked_at: float | None = None
-    #: The sequencer looks every ROUND_GAP_S until then, asked or not.
-    busy_until = 0.0
-    #: When the hub last looked in the database for events it was not told of.
-    polled_at = 0.0
 
     def _run(self) -> None:
         while not self.stopping.is_set():
             woken = self.wake.wait(self._next_look_s())
             if woken and self.sequencing():
-                self._stay_busy()
                 # Under load, let the commits of the next few milliseconds join this round:
                 # one transaction and one NOTIFY for them all.
                 time.sleep(max(0.0, ROUND_GAP_S - (time.monotonic() - self.round_at)))
@@ -363,9 +354,7 @@ class EventHub:
             try:
                 sequenced = self._sequence_if_leader()
                 look, self._look_now = self._look_now, False
-                if time.monotonic() - self.polled_at >= self.poll_s:
-                    look, self.polled_at = True, time.monotonic()
-                self._dispatch_new(sequenced, look_anyway=look)
+                self._dispatch_new(sequenced, look_anyway=look or not woken)
             except Exception:  # keep serving; the next round retries from the database
                 log.exception("event hub round failed")
                 time.sleep(0.1)
@@ -386,7 +375,6 @@ class EventHub:
             self.webhooks.wake.set()
         if sequenced:
             self.known_top = max(self.known_top, sequenced[-1].position)
-            self._stay_busy()
         return sequenced
 
     def _sequence_here(self) -> tuple[list[Delivered], int]:
@@ -434,13 +422,6 @@ class EventHub:
     #: When the last sequencing round began.
     round_at = 0.0
 
-    def _stay_busy(self) -> None:
-        """Keep looking every round for BUSY_S, asked or not: other processes ask once per
-        ASK_AGAIN_S. (On SQLite every commit wakes the one hub itself, and an empty round
-        would only take the database's write lock for nothing.)"""
-        if self.listen_dsn is not None:
-            self.busy_until = time.monotonic() + BUSY_S
-
     def sequencing(self) -> bool:
         """Whether this process is the sequencer (on SQLite, each process is its own)."""
         return self.listen_dsn is None or self.leader
@@ -471,13 +452,12 @@ class EventHub:
 
     def _ask_sequencer(self) -> None:
         """Tell the sequencing process that something committed here, at most once per
-        ASK_AGAIN_S: one NOTIFY, outside any sale's transaction, however many sales. Until
-        then the sequencer is still looking every round (BUSY_S) since the last ask."""
+        round of its: one NOTIFY, outside any sale's transaction, however many sales."""
         if not self._pending_here:
             return
         waiting = self.asked_at is not None and time.monotonic() - self.asked_at < ASK_AGAIN_S
         if waiting:
-            return  # asked a moment ago: the sequencer's next round brings these too
+            return  # it has been asked; its answer wakes us and then we ask again if need be
         self._pending_here = False
         self.asked_at = time.monotonic()
         try:
@@ -495,22 +475,17 @@ class EventHub:
             raise
 
     def _next_look_s(self) -> float:
-        """Sleep until woken, or until the sequencer's next round while it is busy, or until a
-        deferred request to the sequencer may be repeated; at the latest, the next poll."""
-        now = time.monotonic()
-        until_poll = max(0.0, self.poll_s - (now - self.polled_at))
-        if self.sequencing():
-            if now < self.busy_until:
-                return min(until_poll, max(0.0, ROUND_GAP_S - (now - self.round_at)))
-        elif self._pending_here and self.asked_at is not None:
-            return min(until_poll, max(0.0, ASK_AGAIN_S - (now - self.asked_at)))
-        return until_poll
+        """Sleep until woken, or until a deferred request to the sequencer may be repeated."""
+        if self._pending_here and self.asked_at is not None:
+            return max(0.0, ASK_AGAIN_S - (time.monotonic() - self.asked_at))
+        return self.poll_s
 
     def _sequenced(self, top: int) -> None:
         """The sequencer announced ``top`` (from the listener thread). A process with no
-        stream open has nothing to do about it."""
+        stream open and nothing to ask has nothing to do about it."""
         self.known_top = max(self.known_top, top)
-        if self.audience.all:
+        self.asked_at = None
+        if self.audience.all or self._pending_here:
             self.wake.set()
 
     def _dispatch_new(self, sequenced: list[Delivered], *, look_anyway: bool = False) -> None:
