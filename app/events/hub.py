@@ -2,10 +2,11 @@
 hands each to the local subscribers allowed to see it.
 
 One background thread does the work and, on PostgreSQL, one more holds the process's single
-LISTEN connection (not one per subscriber). A wake-up is only a hint: the thread also looks
-once a second, and the database rows are the truth. Each subscriber has a bounded queue; one
-that cannot keep up is told to catch up from the database instead, so a slow or stalled client
-never delays the others and never misses an event.
+listening connection (not one per subscriber), which LISTENs only for what the process must
+hear: asks, in the sequencer; announcements, in a process with streams open. A wake-up is only
+a hint: the thread also looks once a second, and the database rows are the truth. Each
+subscriber has a bounded queue; one that cannot keep up is told to catch up from the database
+instead, so a slow or stalled client never delays the others and never misses an event.
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 The sale path only inserts rows, all of a transaction's events in one statement just before it
 commits: no NOTIFY inside its transaction, so it never queues on PostgreSQL's notification
-lock. After the commit, the process wakes its own event hub in
-memory; the hub sequences what has committed and sends one NOTIFY per batch, which wakes the
-hubs of every other process.
+lock. After the commit, the process wakes its own event hub in memory; the hub sequences what
+has committed (or asks the sequencing process to) and the sequencer sends one NOTIFY per batch,
+which wakes the hubs that have streams to serve.
 """
 
 from __future__ import annotations
