@@ -28,6 +28,7 @@ from app.events.outbox import (
     ANNOUNCE_SQL,
     EVENTS_CHANNEL,
     PENDING_CHANNEL,
+    SEQUENCE_BATCH,
     SEQUENCE_SQL,
     SEQUENCER_LOCK,
     Delivered,
@@ -54,8 +55,6 @@ ASK_AGAIN_S = 0.01
 #: The sequencer starts a round at most this often: a quiet system's event goes out at once,
 #: a busy one's waits at most this long and shares the round with the others.
 ROUND_GAP_S = 0.01
-#: Events numbered in one sequencing round at the most.
-SEQUENCE_BATCH = 5000
 
 
 @dataclass(eq=False)

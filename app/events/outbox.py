@@ -26,6 +26,8 @@ EVENTS_CHANNEL = "omnicard_events"
 PENDING_CHANNEL = "omnicard_outbox"
 #: Held by whichever process sequences events (PostgreSQL advisory lock key).
 SEQUENCER_LOCK = 0x0C0A_2D_E7
+#: Events numbered in one sequencing round at the most.
+SEQUENCE_BATCH = 5000
 
 
 def emit(
@@ -123,7 +125,7 @@ def _drop_at_the_end(s: Session, transaction) -> None:
         s.info.pop(_WAITING, None)
 
 
-def sequence_committed(connection: Connection, batch: int = 5000) -> list[Delivered]:
+def sequence_committed(connection: Connection, batch: int = SEQUENCE_BATCH) -> list[Delivered]:
     """Give every committed, unsequenced event its position, in id order (one sequencer at a
     time holds the lock, so positions only grow). Returns the events just sequenced, in order:
     the sequencing process hands them on without reading them back."""
