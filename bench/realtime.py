@@ -346,7 +346,7 @@ def top_ups_per_watched_shopper(settings: Settings) -> dict[str, int]:
     }
 
 
-def set_up(app, settings: Settings) -> Fixtures:
+def set_up(app, settings: Settings, *, cards_per_sale_shopper: int = 1) -> Fixtures:
     """Stores, tills, signed-in cashiers, a product and shoppers, through the services."""
     with app.app_context():
         s = session()
@@ -363,7 +363,10 @@ def set_up(app, settings: Settings) -> Fixtures:
             per_card = card_limit // TOP_UP_MINOR - 1
             watched[name] = sign_up_shopper(s, name, cards_wanted=2 * top_ups // per_card + 2)
         sale_shoppers = [
-            [sign_up_shopper(s, f"till{t}-{n}", cards_wanted=1) for n in range(SHOPPERS_PER_TILL)]
+            [
+                sign_up_shopper(s, f"till{t}-{n}", cards_wanted=cards_per_sale_shopper)
+                for n in range(SHOPPERS_PER_TILL)
+            ]
             for t in range(SALE_WORKERS)
         ]
         s.commit()

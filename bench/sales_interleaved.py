@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import math
 import multiprocessing
 import statistics
 import tempfile
@@ -37,6 +38,8 @@ from bench.ledger import (
 )
 
 DATABASE = "omnicard_bench_interleaved"
+#: Sales a worker may make in a second on a fast machine: its shoppers get cards enough.
+MOST_SALES_PER_S = 40
 
 
 def events_on(slice_number: int) -> bool:
@@ -102,7 +105,11 @@ def main() -> None:
     url = create_fresh_database(admin, DATABASE)
     try:
         migrate(url)
-        fixtures = rt.set_up(rt.bench_app(url, events_hub=False), rt.QUICK)
+        setup_app = rt.bench_app(url, events_hub=False)
+        spent_minor = MOST_SALES_PER_S * slices * slice_s * rt.LATTE_MINOR
+        per_card_minor = setup_app.config["CARD_MAX_BALANCE_MINOR"] * rt.SHOPPERS_PER_TILL
+        cards = math.ceil(spent_minor / per_card_minor)
+        fixtures = rt.set_up(setup_app, rt.QUICK, cards_per_sale_shopper=cards)
         context = multiprocessing.get_context("spawn")
         start, results = context.Value("d", float("inf")), context.Queue()
         engine = rt.make_engine(url)
