@@ -7,7 +7,7 @@ from app.core.db import Base
 from app.core.idempotency import IdempotencyRecord
 from app.core.throttle import FailedAttempt
 from app.customers.models import Customer
-from app.events.models import Event
+from app.events.models import Event, OutboxEntry
 from app.ledger.models import Account, BalanceShard, LedgerTransaction, Posting
 from app.payments.models import TopUp
 from app.sales.models import Refund, Sale, SaleLine, SaleTender
@@ -29,6 +29,7 @@ __all__ = [
     "FailedAttempt",
     "IdempotencyRecord",
     "LedgerTransaction",
+    "OutboxEntry",
     "PayCode",
     "Posting",
     "Product",

@@ -73,6 +73,10 @@ def from_environment() -> dict:
         #: Seconds between looks for new events when nothing has woken the hub: events are
         #: handed out as their commits wake it; this only bounds a lost wake-up's delay.
         "EVENTS_POLL_S": float(env.get("OMNICARD_EVENTS_POLL_S", "1")),
+        #: The address the sequencing process binds its UDP port for asks to, which the other
+        #: app processes send to (PostgreSQL only). Unset: the address PostgreSQL sees the
+        #: process connect from. Set it where that is not one the others can reach.
+        "EVENTS_ASKS_HOST": env.get("OMNICARD_EVENTS_ASKS_HOST") or None,
         #: Webhook retries: the first after this many seconds, doubling up to the cap, until
         #: this many attempts; each request may take this long.
         "WEBHOOK_BACKOFF_BASE_S": float(env.get("OMNICARD_WEBHOOK_BACKOFF_BASE_S", "5")),

@@ -59,6 +59,7 @@ def hub(app: Flask | None = None) -> EventHub | None:
                 holder["hub"] = EventHub(
                     engine, dsn, webhooks, heartbeat_s=cfg["EVENTS_HEARTBEAT_S"],
                     queue_limit=cfg["EVENTS_QUEUE_LIMIT"], poll_s=cfg["EVENTS_POLL_S"],
+                    asks_host=cfg["EVENTS_ASKS_HOST"],
                 ).start()  # fmt: skip
     return holder["hub"]
 
@@ -79,7 +80,6 @@ def presented_here(connection, device_id: int) -> dict[int, object]:
             Event.type == "card.presented",
             Event.device_id == device_id,
             Event.created_at > utcnow() - PRESENTED_FOR,
-            Event.position.is_not(None),
         )
     )
     return {card_id: at for card_id, at in rows}

@@ -12,6 +12,8 @@ instead, so a slow or stalled client never delays the others and never misses an
 from __future__ import annotations
 
 import logging
+import secrets
+import socket
 import threading
 import time
 from collections import defaultdict, deque
@@ -25,7 +27,6 @@ from sqlalchemy.engine import Connection, Engine
 from app.core.db import read_only
 from app.core.types import utcnow
 from app.events.outbox import (
-    ANNOUNCE_SQL,
     EVENTS_CHANNEL,
     PENDING_CHANNEL,
     SEQUENCE_BATCH,
@@ -35,14 +36,7 @@ from app.events.outbox import (
     fetch_after,
     sequence_committed,
 )
-from app.webhooks.services import (
-    ACTIVE_HOOKS_SQL,
-    INSERT_DELIVERY_SQL,
-    deliver_due,
-    deliveries_for,
-    seconds_until_next_due,
-)
-from app.webhooks.services import enqueue as enqueue_webhooks
+from app.webhooks.services import deliver_due, seconds_until_next_due
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +48,19 @@ SAFETY_POLL_S = 1.0
 ASK_AGAIN_S = 0.01
 #: The sequencer starts a round at most this often: a quiet system's event goes out at once,
 #: a busy one's waits at most this long and shares the round with the others.
-ROUND_GAP_S = 0.01
+ROUND_GAP_S = 0.025
+#: How the sequencer is asked to look: its listening connection's ``application_name`` names
+#: a UDP port of its own and a token (PostgreSQL keeps at most 63 bytes of it).
+ASKS_NAME = "omnicard-asks {host} {port} {token}"
+#: One statement tries for the sequencer's lock and, failing, finds where the one who holds it
+#: hears asks (a PostgreSQL advisory lock on one 32-bit key shows in ``pg_locks`` as ``objid``).
+TRY_TO_SEQUENCE_SQL = (
+    "SELECT pg_try_advisory_lock(%(key)s), "
+    "(SELECT activity.application_name FROM pg_locks AS held "
+    " JOIN pg_stat_activity AS activity ON activity.pid = held.pid "
+    " WHERE held.locktype = 'advisory' AND held.classid = 0 AND held.objid = %(key)s "
+    " AND held.objsubid = 1 AND held.granted AND held.pid <> pg_backend_pid() LIMIT 1)"
+)
 
 
 @dataclass(eq=False)
@@ -232,6 +238,7 @@ class EventHub:
         heartbeat_s: float = 15.0,
         queue_limit: int = 1000,
         poll_s: float = SAFETY_POLL_S,
+        asks_host: str | None = None,
     ) -> None:
         self.engine = engine
         #: How often the hub looks for new events without being woken (a lost wake-up only
@@ -242,6 +249,15 @@ class EventHub:
         self.queue_limit = queue_limit
         self.webhooks = WebhookWorker(engine, webhook_settings) if webhook_settings else None
         self.listen_dsn = listen_dsn  # a libpq URL on PostgreSQL; None on SQLite
+        #: Where this process hears asks while it sequences: the address it binds (None: the
+        #: one PostgreSQL sees it connect from, as the other processes can likely reach it).
+        self.asks_host = asks_host
+        #: Where the sequencer hears asks ((host, port), token), if this process knows.
+        self.sequencer_asks: tuple[tuple[str, int], bytes] | None = None
+        #: Asks this process heard as the sequencer, by datagram.
+        self.asks_heard = 0
+        self._asks_in: socket.socket | None = None
+        self._asks_out: socket.socket | None = None
         self.wake = threading.Event()
         self.stopping = threading.Event()
         self.audience = Audience()
@@ -293,9 +309,21 @@ class EventHub:
         if self._own is not None:
             self._own.close()
         self._drop_plain_connection()
+        if self._asks_out is not None:
+            self._asks_out.close()
 
     def poke(self) -> None:
-        """Something committed here: look now."""
+        """Something committed here: look now. A process that neither sequences nor serves
+        streams only has to ask the sequencer: by datagram it asks from the committing thread
+        itself, without waking its hub's thread, unless it asked a moment ago (then the hub's
+        thread asks again when the moment has passed)."""
+        asks = self.sequencer_asks
+        if asks is not None and not self.leader and not self.audience.all:
+            now = time.monotonic()
+            if self.asked_at is None or now - self.asked_at >= ASK_AGAIN_S:
+                self.asked_at = now
+                if self._send_ask(asks):
+                    return
         self._pending_here = True
         self.wake.set()
 
@@ -382,9 +410,7 @@ class EventHub:
         c = self._own_connection()
         try:
             with c.begin():
-                sequenced = sequence_committed(c)
-                # Webhook deliveries are written with the positions: each event, once.
-                return sequenced, enqueue_webhooks(c, sequenced)
+                return sequence_committed(c)
         except Exception:
             self._pending_here = True  # look again next round, on a fresh connection
             self._own = None
@@ -392,32 +418,27 @@ class EventHub:
             raise
 
     def _sequence_in_postgresql(self) -> tuple[list[Delivered], int]:
-        """A round on PostgreSQL: one transaction in two round trips on the hub's own
-        connection, with prepared statements and no ORM (this is the sequencer's hot loop).
-        The first trip numbers a batch, reads the active webhooks and announces the new top;
-        the second writes the batch's webhook deliveries and commits."""
+        """A round on PostgreSQL: one prepared statement, one round trip, on the hub's own
+        connection, with no ORM (this is the sequencer's hot loop; under gevent a pipelined
+        transaction of four statements cost it several times the CPU). The statement numbers
+        a batch, writes its webhook deliveries and announces the new top."""
         try:
-            conn = self._plain_connection()
-            with conn.pipeline() as pipeline, conn.transaction():
-                numbered = conn.execute(SEQUENCE_SQL, {"batch": SEQUENCE_BATCH}, prepare=True)
-                hooks = conn.execute(ACTIVE_HOOKS_SQL, prepare=True)
-                conn.execute(
-                    ANNOUNCE_SQL, {"channel": EVENTS_CHANNEL, "after": self.known_top},
-                    prepare=True,
-                )  # fmt: skip
-                pipeline.sync()
-                sequenced = sorted((Delivered(*row) for row in numbered), key=lambda e: e.position)
-                deliveries = deliveries_for(sequenced, hooks.fetchall())
-                if deliveries:
-                    conn.cursor().executemany(INSERT_DELIVERY_SQL, deliveries)
+            rows = (
+                self._plain_connection()
+                .execute(
+                    SEQUENCE_SQL, {"batch": SEQUENCE_BATCH, "channel": EVENTS_CHANNEL}, prepare=True
+                )
+                .fetchall()
+            )
         except psycopg.Error:
             self._pending_here = True  # look again next round, on a fresh connection
             self._drop_plain_connection()
             raise
-        if len(sequenced) == SEQUENCE_BATCH:
-            self._pending_here = True  # more waiting: another round at once
+        sequenced = sorted((Delivered(*row[:-1]) for row in rows), key=lambda e: e.position)
+        if len(sequenced) >= SEQUENCE_BATCH:  # a full batch of transactions, or more
+            self._pending_here = True  # more may be waiting: another round at once
             self.wake.set()
-        return sequenced, len(deliveries)
+        return sequenced, rows[0][-1] if rows else 0
 
     #: When the last sequencing round began.
     round_at = 0.0
@@ -467,12 +488,27 @@ class EventHub:
             raise
 
     def _ask(self, channel: str) -> None:
-        """A plain NOTIFY, from the hub's thread, on its own connection."""
+        """A datagram to the sequencer's port, if this process knows it; else a plain NOTIFY
+        on the hub's own connection. A datagram costs PostgreSQL nothing: a NOTIFY is a
+        transaction of its own, and they queue on one lock."""
+        if self.sequencer_asks is not None and self._send_ask(self.sequencer_asks):
+            return
         try:
             self._plain_connection().execute(f"NOTIFY {channel}")
         except psycopg.Error:
             self._drop_plain_connection()
             raise
+
+    def _send_ask(self, asks: tuple[tuple[str, int], bytes]) -> bool:
+        address, token = asks
+        try:
+            if self._asks_out is None:
+                self._asks_out = socket.socket(_family(address[0]), socket.SOCK_DGRAM)
+            self._asks_out.sendto(token, address)
+            return True
+        except OSError:  # then a NOTIFY; a lost datagram only delays (the sequencer's own look)
+            log.warning("could not send an ask to the sequencer at %s", address)
+            return False
 
     def _next_look_s(self) -> float:
         """Sleep until woken, or until a deferred request to the sequencer may be repeated."""
@@ -551,13 +587,19 @@ class EventHub:
                                 self.wake.set()
                         if not self.leader and time.monotonic() - tried_at >= SAFETY_POLL_S:
                             tried_at = time.monotonic()
-                            self.leader = conn.execute(
-                                "SELECT pg_try_advisory_lock(%s)", (SEQUENCER_LOCK,)
-                            ).fetchone()[0]
+                            self.leader, holder = conn.execute(
+                                TRY_TO_SEQUENCE_SQL, {"key": SEQUENCER_LOCK}
+                            ).fetchone()
                             if self.leader:
                                 # Only the sequencer is asked; then whatever waited for one.
                                 conn.execute(f"LISTEN {PENDING_CHANNEL}")
+                                try:
+                                    self._open_asks_port(conn)
+                                except OSError:  # then asks come by NOTIFY only
+                                    log.exception("could not open a port for asks")
                                 self.wake.set()
+                            else:
+                                self.sequencer_asks = _asks_address(holder)
                         if not (hearing or self.leader):
                             # LISTENing for nothing: PostgreSQL wakes every listening backend
                             # of the database at every NOTIFY, whatever its channels.
@@ -573,4 +615,53 @@ class EventHub:
                 log.exception("event listener lost its connection; reconnecting")
                 self.leader = False
                 time.sleep(0.5)
+            finally:
+                self._close_asks_port()  # the lock went with the connection
         self.leader = False
+
+    def _open_asks_port(self, conn: psycopg.Connection) -> None:
+        """As the new sequencer: a UDP port for asks, named where the others look for it."""
+        host = (
+            self.asks_host
+            or conn.execute("SELECT COALESCE(host(inet_client_addr()), '127.0.0.1')").fetchone()[0]
+        )
+        sock = socket.socket(_family(host), socket.SOCK_DGRAM)
+        sock.bind((host, 0))
+        sock.settimeout(SAFETY_POLL_S)  # to notice, now and then, that it was closed
+        token = secrets.token_hex(6)
+        name = ASKS_NAME.format(host=host, port=sock.getsockname()[1], token=token)
+        conn.execute("SELECT set_config('application_name', %s, false)", (name,))
+        self._asks_in = sock
+        hear = threading.Thread(
+            target=self._hear_asks, args=(sock, token.encode()), name="omnicard-asks", daemon=True
+        )
+        hear.start()
+
+    def _hear_asks(self, sock: socket.socket, token: bytes) -> None:
+        while self._asks_in is sock:
+            try:
+                ask = sock.recv(64)
+            except TimeoutError:
+                continue
+            except OSError:
+                return  # closed: no longer the sequencer
+            if ask == token:  # anything else is not from this cluster's processes
+                self.asks_heard += 1
+                self.wake.set()
+
+    def _close_asks_port(self) -> None:
+        if self._asks_in is not None:
+            self._asks_in.close()
+            self._asks_in = None
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def _asks_address(application_name: str | None) -> tuple[tuple[str, int], bytes] | None:
+    """Where the sequencer hears asks, from its connection's ``application_name``."""
+    words = (application_name or "").split(" ")
+    if len(words) != 4 or words[0] != "omnicard-asks" or not words[2].isdigit():
+        return None  # an older version, or a name cut short: asks go by NOTIFY
+    return (words[1], int(words[2])), words[3].encode()

@@ -96,19 +96,10 @@ def deliveries_for(events: list[Delivered], hooks) -> list[dict]:
     return rows
 
 
-#: The sequencer's reads and writes of deliveries, as plain SQL for its own psycopg connection.
-ACTIVE_HOOKS_SQL = "SELECT id, event_types FROM webhooks WHERE active"
-INSERT_DELIVERY_SQL = (
-    "INSERT INTO webhook_deliveries (webhook_id, event_id, event_type, account_key, body, "
-    "status, attempts, next_attempt_at, created_at) VALUES (%(webhook_id)s, %(event_id)s, "
-    "%(event_type)s, %(account_key)s, %(body)s, %(status)s, %(attempts)s, "
-    "%(next_attempt_at)s, %(created_at)s)"
-)
-
-
 def enqueue(connection: Connection, events: list[Delivered]) -> int:
     """Deliveries for ``events``, just sequenced, inside the sequencer's transaction. Returns
-    how many were written."""
+    how many were written. (On PostgreSQL the sequencing statement writes them itself:
+    ``app.events.outbox``.)"""
     if not events:
         return 0
     hooks = connection.execute(select(Webhook.id, Webhook.event_types).where(Webhook.active)).all()

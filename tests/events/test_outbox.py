@@ -1,18 +1,23 @@
-"""The outbox: a change's events are written in its own transaction, all in one statement, and
-only if it commits; events of a savepoint that rolls back are dropped with it."""
+"""The outbox: a change's events are written in its own transaction, all in one row, and only
+if it commits; events of a savepoint that rolls back are dropped with it. The sequencer moves
+them into the log in the order they committed."""
 
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from app.events.models import Event
-from app.events.outbox import emit, write_events
+from app.events.models import Event, OutboxEntry
+from app.events.outbox import emit, sequence_committed, waiting_in_outbox, write_events
 
 
 def types_written(s) -> list[str]:
-    return list(s.scalars(select(Event.type).order_by(Event.id)))
+    return [event["type"] for event in waiting_in_outbox(s.connection())]
+
+
+def payloads_written(s) -> list[dict]:
+    return [event["payload"] for event in waiting_in_outbox(s.connection())]
 
 
 def test_events_are_written_when_their_transaction_commits(db):
@@ -20,19 +25,19 @@ def test_events_are_written_when_their_transaction_commits(db):
     emit(db, "stars.changed", {"stars": 3}, customer_id=7)
     assert types_written(db) == []  # waiting for the commit
     db.commit()
-    rows = db.scalars(select(Event).order_by(Event.id)).all()
-    assert [(e.type, e.customer_id, e.payload) for e in rows] == [
+    waiting = waiting_in_outbox(db.connection())
+    assert [(e["type"], e["customer_id"], e["payload"]) for e in waiting] == [
         ("card.added", 7, {"card_id": 1}),
         ("stars.changed", 7, {"stars": 3}),
     ]
-    assert [e.position for e in rows] == [None, None]  # the sequencer numbers them later
+    assert db.scalars(select(Event)).all() == []  # the sequencer numbers them later
 
 
-def test_all_of_a_transactions_events_go_in_one_statement(db, engine: Engine):
+def test_all_of_a_transactions_events_go_in_one_row(db, engine: Engine):
     inserts = []
 
     def count(_conn, _cursor, statement, *_args):
-        if statement.lstrip().upper().startswith("INSERT INTO EVENTS"):
+        if statement.lstrip().upper().startswith("INSERT INTO EVENT_OUTBOX"):
             inserts.append(statement)
 
     from sqlalchemy import event as sa_event
@@ -45,22 +50,37 @@ def test_all_of_a_transactions_events_go_in_one_statement(db, engine: Engine):
     finally:
         sa_event.remove(engine, "before_cursor_execute", count)
     assert types_written(db) == ["stars.changed"] * 4
-    if engine.dialect.name == "postgresql":
-        # Written straight through psycopg, past SQLAlchemy: the rows one statement writes
-        # share its command id within the transaction.
-        assert inserts == []
-        assert len(db.scalars(text("SELECT DISTINCT cmin::text FROM events")).all()) == 1
-    else:
-        assert len(inserts) == 1
+    assert db.scalar(select(func.count()).select_from(OutboxEntry)) == 1
+    # Written straight through psycopg on PostgreSQL, past SQLAlchemy.
+    assert len(inserts) == (0 if engine.dialect.name == "postgresql" else 1)
 
 
 def test_a_bulk_change_writes_every_one_of_its_events_in_order(db):
-    # More rows than one statement's parameters allow on PostgreSQL (65,535 / 7 columns).
     for n in range(10_000):
         emit(db, "card.added", {"card_id": n}, customer_id=7)
     db.commit()
-    payloads = db.scalars(select(Event.payload).order_by(Event.id)).all()
-    assert [p["card_id"] for p in payloads] == list(range(10_000))
+    assert [p["card_id"] for p in payloads_written(db)] == list(range(10_000))
+
+
+def test_the_sequencer_moves_each_transactions_events_into_the_log_in_commit_order(db):
+    for n in range(3):
+        emit(db, "card.added", {"card_id": n}, customer_id=7, card_id=n)
+        emit(db, "stars.changed", {"stars": n}, customer_id=7, store_id=2)
+        db.commit()
+    sequenced, _ = sequence_committed(db.connection(), batch=2)  # two transactions a batch
+    assert [e.position for e in sequenced] == [1, 2, 3, 4, 5, 6]
+    assert [(e.type, e.payload) for e in sequenced] == [
+        (t, p) for n in range(3) for t, p in
+        (("card.added", {"card_id": n}), ("stars.changed", {"stars": n}))
+    ]  # fmt: skip
+    logged = db.execute(select(Event.position, Event.card_id, Event.store_id, Event.type)
+                        .order_by(Event.position)).all()  # fmt: skip
+    assert logged == [(e.position, e.card_id, e.store_id, e.type) for e in sequenced]
+    assert [e.created_at.tzinfo is not None for e in sequenced] == [True] * 6
+    assert waiting_in_outbox(db.connection()) == []
+    emit(db, "card.added", {"card_id": 9}, customer_id=7)
+    db.commit()
+    assert [e.position for e in sequence_committed(db.connection())[0]] == [7]  # after the top
 
 
 def test_a_rolled_back_transaction_writes_no_events(db):
@@ -75,7 +95,7 @@ def test_a_session_closed_without_committing_writes_no_events(db):
     db.close()
     emit(db, "card.added", {"card_id": 2}, customer_id=7)
     db.commit()
-    assert [p["card_id"] for p in db.scalars(select(Event.payload))] == [2]
+    assert [p["card_id"] for p in payloads_written(db)] == [2]
 
 
 def test_events_of_a_savepoint_that_rolls_back_are_dropped_and_the_others_kept(db):
@@ -88,7 +108,7 @@ def test_events_of_a_savepoint_that_rolls_back_are_dropped_and_the_others_kept(d
     with db.begin_nested():
         emit(db, "card.added", {"card_id": 4}, customer_id=7)
     db.commit()
-    assert [p["card_id"] for p in db.scalars(select(Event.payload).order_by(Event.id))] == [1, 4]
+    assert [p["card_id"] for p in payloads_written(db)] == [1, 4]
 
 
 def test_write_events_makes_them_visible_before_the_commit(db):

@@ -3,8 +3,15 @@ nothing. (SQLite is the embedded, single-process default.)"""
 
 from __future__ import annotations
 
-import pytest
+import socket
+import time
 
+import pytest
+from sqlalchemy import select
+
+from app.events.hub import EventHub
+from app.events.models import Event
+from app.events.outbox import emit, waiting_in_outbox
 from tests.events.conftest import is_sale, sale_body
 
 pytestmark = pytest.mark.concurrent
@@ -69,3 +76,40 @@ def test_after_a_process_is_killed_a_client_that_reconnects_elsewhere_loses_noth
     assert balances == [4_100, 3_650, 3_200]
     ids = [e.id for e in missed]
     assert ids == sorted(set(ids)) and ids[0] > last_seen
+
+
+def wait_until(condition, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_a_process_asks_the_sequencer_by_datagram_and_only_the_sequencers_token_counts(
+    committed, engine
+):
+    # Two hubs, as in two processes: neither looks on its own for a minute, so an event is
+    # sequenced only because an ask arrived.
+    dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    sequencer = EventHub(engine, dsn, poll_s=60).start()
+    other = None
+    try:
+        wait_until(lambda: sequencer.leader)
+        other = EventHub(engine, dsn, poll_s=60).start()
+        wait_until(lambda: other.sequencer_asks is not None)
+        address, token = other.sequencer_asks
+        assert address == sequencer._asks_in.getsockname()[:2]
+
+        emit(committed, "stars.changed", {"stars": 5}, customer_id=1)
+        committed.commit()  # in "the other process": nothing wakes the sequencer yet
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
+            stranger.sendto(b"not the token", address)
+        other.poke()
+        wait_until(lambda: not waiting_in_outbox(committed.connection()))
+        committed.rollback()
+        assert sequencer.asks_heard == 1  # the stranger's datagram woke nobody
+        assert committed.scalars(select(Event.type)).all() == ["stars.changed"]
+    finally:
+        if other is not None:
+            other.stop()
+        sequencer.stop()
