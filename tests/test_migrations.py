@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
+from datetime import datetime
 
 import pytest
 from alembic import command
@@ -51,3 +53,45 @@ def test_upgrade_downgrade_upgrade_leaves_no_difference_from_the_models(empty_da
         assert differences == []
     finally:
         engine.dispose()
+
+
+def test_events_waiting_for_a_position_move_to_the_outbox_and_back(empty_database_url):
+    engine = make_engine(empty_database_url)
+    insert = (
+        "INSERT INTO events (id, position, type, created_at, customer_id, payload) "
+        "VALUES (:id, :position, 'stars.changed', :at, 7, :payload)"
+    )
+    at = "2026-12-01 10:00:00+00:00"
+    try:
+        with engine.begin() as connection:
+            command.upgrade(alembic_config(connection), "0007")
+            for id, position in ((1, 1), (2, None), (3, 2)):
+                connection.execute(text(insert), {"id": id, "position": position, "at": at,
+                                                  "payload": f'{{"stars": {id}}}'})  # fmt: skip
+        with engine.begin() as connection:
+            command.upgrade(alembic_config(connection), "0008")
+            logged = connection.execute(
+                text("SELECT position, payload FROM events ORDER BY position")
+            ).all()
+            waiting = connection.execute(text("SELECT events FROM event_outbox")).scalars().all()
+        assert [(p, _json(payload)["stars"]) for p, payload in logged] == [(1, 1), (2, 3)]
+        [[event]] = [_json(events) for events in waiting]
+        assert (event["type"], event["customer_id"], event["payload"]) == (
+            "stars.changed", 7, {"stars": 2},
+        )  # fmt: skip
+        assert datetime.fromisoformat(event["created_at"]) == datetime.fromisoformat(at)
+
+        with engine.begin() as connection:
+            command.downgrade(alembic_config(connection), "0007")
+            rows = connection.execute(
+                text("SELECT position, payload FROM events ORDER BY id")
+            ).all()
+        assert [(p, _json(payload)["stars"]) for p, payload in rows] == [
+            (1, 1), (2, 3), (None, 2),
+        ]  # fmt: skip
+    finally:
+        engine.dispose()
+
+
+def _json(value):
+    return json.loads(value) if isinstance(value, str) else value
