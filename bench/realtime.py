@@ -72,7 +72,7 @@ from app.cards.models import Card
 from app.catalog import services as catalog
 from app.core.db import database, make_engine, session
 from app.customers import services as customers
-from app.events.models import Event
+from app.events.models import Event, OutboxEntry
 from app.events.outbox import PENDING_CHANNEL, SEQUENCER_LOCK
 from app.payments import services as payments
 from app.sales import services as sales
@@ -1355,20 +1355,22 @@ def sleep_until(moment: float) -> None:
 
 
 def newest_event_id(engine: Engine) -> int:
+    """The newest position in the log (what is still in the outbox comes after it)."""
     with engine.connect() as c:
-        return c.scalar(select(func.coalesce(func.max(Event.id), 0)))
+        return c.scalar(select(func.coalesce(func.max(Event.position), 0)))
 
 
 def count_events_after(engine: Engine, event_id: int) -> int:
+    wait_until_sequenced(engine)
     with engine.connect() as c:
-        return c.scalar(select(func.count()).where(Event.id > event_id))
+        return c.scalar(select(func.count()).where(Event.position > event_id))
 
 
 def wait_until_sequenced(engine: Engine, timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         with engine.connect() as c:
-            if not c.scalar(select(func.count()).where(Event.position.is_(None))):
+            if not c.scalar(select(func.count()).select_from(OutboxEntry)):
                 return
         time.sleep(0.02)
     raise RuntimeError(f"events still unsequenced after {timeout_s:.0f} s")

@@ -75,7 +75,8 @@ def from_environment() -> dict:
         "EVENTS_POLL_S": float(env.get("OMNICARD_EVENTS_POLL_S", "1")),
         #: The address the sequencing process binds its UDP port for asks to, which the other
         #: app processes send to (PostgreSQL only). Unset: the address PostgreSQL sees the
-        #: process connect from. Set it where that is not one the others can reach.
+        #: process connect from. Set it where that is not one the others can reach; "none":
+        #: no port, and the others ask by NOTIFY.
         "EVENTS_ASKS_HOST": env.get("OMNICARD_EVENTS_ASKS_HOST") or None,
         #: Webhook retries: the first after this many seconds, doubling up to the cap, until
         #: this many attempts; each request may take this long.

@@ -620,7 +620,10 @@ class EventHub:
         self.leader = False
 
     def _open_asks_port(self, conn: psycopg.Connection) -> None:
-        """As the new sequencer: a UDP port for asks, named where the others look for it."""
+        """As the new sequencer: a UDP port for asks, named where the others look for it
+        (unless told "none": then the others ask by NOTIFY)."""
+        if self.asks_host == "none":
+            return
         host = (
             self.asks_host
             or conn.execute("SELECT COALESCE(host(inet_client_addr()), '127.0.0.1')").fetchone()[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import time
+from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import select
@@ -85,31 +86,53 @@ def wait_until(condition, timeout_s: float = 10.0) -> None:
         time.sleep(0.01)
 
 
-def test_a_process_asks_the_sequencer_by_datagram_and_only_the_sequencers_token_counts(
-    committed, engine
-):
-    # Two hubs, as in two processes: neither looks on its own for a minute, so an event is
-    # sequenced only because an ask arrived.
+@contextmanager
+def two_hubs(engine, asks_host: str | None = None):
+    """Two hubs, as in two processes, the first sequencing: neither looks on its own for a
+    minute, so an event is sequenced only because an ask arrived."""
     dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    sequencer = EventHub(engine, dsn, poll_s=60).start()
+    sequencer = EventHub(engine, dsn, poll_s=60, asks_host=asks_host).start()
     other = None
     try:
         wait_until(lambda: sequencer.leader)
         other = EventHub(engine, dsn, poll_s=60).start()
-        wait_until(lambda: other.sequencer_asks is not None)
-        address, token = other.sequencer_asks
-        assert address == sequencer._asks_in.getsockname()[:2]
-
-        emit(committed, "stars.changed", {"stars": 5}, customer_id=1)
-        committed.commit()  # in "the other process": nothing wakes the sequencer yet
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
-            stranger.sendto(b"not the token", address)
-        other.poke()
-        wait_until(lambda: not waiting_in_outbox(committed.connection()))
-        committed.rollback()
-        assert sequencer.asks_heard == 1  # the stranger's datagram woke nobody
-        assert committed.scalars(select(Event.type)).all() == ["stars.changed"]
+        yield sequencer, other
     finally:
         if other is not None:
             other.stop()
         sequencer.stop()
+
+
+def commit_an_event_unannounced(s) -> None:
+    emit(s, "stars.changed", {"stars": 5}, customer_id=1)
+    s.commit()  # in "the other process": nothing wakes the sequencer yet
+
+
+def sequenced_types(s) -> list[str]:
+    wait_until(lambda: not waiting_in_outbox(s.connection()))
+    s.rollback()
+    return s.scalars(select(Event.type)).all()
+
+
+def test_a_process_asks_the_sequencer_by_datagram_and_only_the_sequencers_token_counts(
+    committed, engine
+):
+    with two_hubs(engine) as (sequencer, other):
+        wait_until(lambda: other.sequencer_asks is not None)
+        address, token = other.sequencer_asks
+        assert address == sequencer._asks_in.getsockname()[:2]
+
+        commit_an_event_unannounced(committed)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
+            stranger.sendto(b"not the token", address)
+        other.poke()
+        assert sequenced_types(committed) == ["stars.changed"]
+        assert sequencer.asks_heard == 1  # the stranger's datagram woke nobody
+
+
+def test_with_no_port_for_asks_a_process_asks_the_sequencer_by_notify(committed, engine):
+    with two_hubs(engine, asks_host="none") as (sequencer, other):
+        commit_an_event_unannounced(committed)
+        other.poke()
+        assert sequenced_types(committed) == ["stars.changed"]
+        assert (sequencer._asks_in, sequencer.asks_heard, other.sequencer_asks) == (None, 0, None)
