@@ -473,7 +473,7 @@ class EventHub:
 
     def _ask_sequencer(self) -> None:
         """Tell the sequencing process that something committed here, at most once per
-        round of its: one NOTIFY, outside any sale's transaction, however many sales."""
+        round of its: one ask (a datagram, or a NOTIFY), outside any sale's transaction."""
         if not self._pending_here:
             return
         waiting = self.asked_at is not None and time.monotonic() - self.asked_at < ASK_AGAIN_S
