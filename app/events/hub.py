@@ -24,7 +24,7 @@ import psycopg
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
-from app.core.db import read_only
+from app.core.db import POSTGRESQL_OPTIONS, read_only
 from app.core.types import utcnow
 from app.events.outbox import (
     EVENTS_CHANNEL,
@@ -462,7 +462,7 @@ class EventHub:
         if self._plain is None:
             # Timestamps come back in UTC, as through the app's engine.
             self._plain = psycopg.connect(
-                self.listen_dsn, autocommit=True, options="-c TimeZone=UTC"
+                self.listen_dsn, autocommit=True, options=f"-c TimeZone=UTC {POSTGRESQL_OPTIONS}"
             )
         return self._plain
 
@@ -570,7 +570,9 @@ class EventHub:
     def _listen(self) -> None:
         while not self.stopping.is_set():
             try:
-                with psycopg.connect(self.listen_dsn, autocommit=True) as conn:
+                with psycopg.connect(
+                    self.listen_dsn, autocommit=True, options=POSTGRESQL_OPTIONS
+                ) as conn:
                     self.listener = conn
                     hearing = False  # the sequencer's announcements
                     self.ready.set()

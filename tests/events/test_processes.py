@@ -136,3 +136,21 @@ def test_with_no_port_for_asks_a_process_asks_the_sequencer_by_notify(committed,
         other.poke()
         assert sequenced_types(committed) == ["stars.changed"]
         assert (sequencer._asks_in, sequencer.asks_heard, other.sequencer_asks) == (None, 0, None)
+
+
+def test_omnicard_sessions_never_jit_compile(engine):
+    """PostgreSQL's JIT compiles afresh at every execution of a plan it deems costly: 20 ms
+    and more of the server's CPU, on every round of the sequencer once the outbox has grown.
+    Omnicard's sessions, the app's and the hub's own, turn it off."""
+    costly = "EXPLAIN (ANALYZE, FORMAT JSON) SELECT COUNT(*) FROM events"
+    with engine.connect() as c:
+        c.exec_driver_sql("SET jit_above_cost = 0")  # every plan "costly"
+        assert "JIT" not in c.exec_driver_sql(costly).scalar()[0]
+    with two_hubs(engine) as (sequencer, _other):
+        for conn in (sequencer._plain_connection(), sequencer.listener):
+            assert conn.execute("SELECT current_setting('jit')").fetchone() == ("off",)
+        # With JIT on, the same plan is compiled (this server can): the test can fail.
+        probe = sequencer._plain_connection()
+        probe.execute("SET jit = on")
+        probe.execute("SET jit_above_cost = 0")
+        assert "JIT" in probe.execute(costly).fetchone()[0][0]
