@@ -710,6 +710,9 @@ class SubscriberClient:
         self.arrivals: dict[int, list[tuple[int, float, int]]] = defaultdict(list)
         self.announce_at: int | None = None
         self.events = self.heartbeats = self.lost = 0
+        #: Each sale's event: (when it reached the socket, realtime ns; its created_at, the
+        #: moment the sale emitted it inside its transaction, a little before the COMMIT).
+        self.sales: list[tuple[int, str]] = []
         self.tasks: set[asyncio.Task] = set()
 
     async def serve(self) -> None:
@@ -744,6 +747,7 @@ class SubscriberClient:
         elif name == "reset":
             self.arrivals.clear()
             self.events = self.heartbeats = 0
+            self.sales.clear()
             for stream in self.streams:
                 stream.positions.clear()
             self.pipe.send(("ok",))
@@ -753,6 +757,8 @@ class SubscriberClient:
             self.pipe.send(("positions", [s.positions for s in self.streams], self.lost))
         elif name == "count":
             self.pipe.send(("count", self.events, self.heartbeats, self.lost))
+        elif name == "sales":
+            self.pipe.send(("sales", self.sales))
         elif name == "stop":
             self.finished.set()
         else:
@@ -795,6 +801,8 @@ class SubscriberClient:
             arrived.append((stream.number, parsed_at, received_ns))
             if len(arrived) == self.announce_at:
                 self.pipe.send(("arrived", top_up_id))
+        elif fields.get(b"event") == b"sale.completed" and received_ns is not None:
+            self.sales.append((received_ns, json.loads(fields[b"data"])["created_at"]))
 
 
 def run_subscribers(pipe) -> None:
@@ -880,6 +888,17 @@ class Subscribers:
         self.pipe.send(("count",))
         _, events, heartbeats, lost = self._receive("count", 30)
         return events, heartbeats, lost
+
+    def sale_delays_ms(self) -> list[tuple[float, float]]:
+        """For each sale's event the streams received: (when it was emitted, as seconds of the
+        realtime clock; milliseconds from then until it reached the socket)."""
+        self.pipe.send(("sales",))
+        _, sales = self._receive("sales", 30)
+        found = []
+        for received_ns, created_at in sales:
+            emitted_s = datetime.fromisoformat(created_at).timestamp()
+            found.append((emitted_s, received_ns / 1e6 - emitted_s * 1000))
+        return found
 
     def cpu_seconds(self) -> float:
         return cpu_seconds(self.process.pid)

@@ -24,6 +24,7 @@ import math
 import multiprocessing
 import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -133,12 +134,28 @@ def main() -> None:
             rt.wait_until_sequenced(engine)
             rt.wait_for_quiet_machine()
             start.value = time.monotonic() + 0.5
+            groups = {
+                "sale workers": lambda: sum(rt.cpu_seconds(w.pid) for w in workers),
+                "server": server.cpu_seconds,
+                "subscribers": streams.cpu_seconds,
+                "PostgreSQL": lambda: sum(rt.cpu_seconds(pid) for pid in rt.postgres_pids()),
+                "machine": rt.machine_busy_seconds,
+            }
+            readings: list[dict[str, float]] = []
+            sampler = threading.Thread(
+                target=read_cpu_at_slice_ends,
+                args=(groups, start.value, slice_s, slices, readings),
+                daemon=True,
+            )
+            sampler.start()
             sold = [0] * slices
             for _ in workers:
                 for n, count in enumerate(results.get(timeout=slices * slice_s + 120)):
                     sold[n] += count
             for worker in workers:
                 worker.join()
+            sampler.join()
+            delays = sorted(ms for _, ms in streams.sale_delays_ms())
             rt.wait_until_sequenced(engine)
         engine.dispose()
         verify_ledger(url)
@@ -152,6 +169,24 @@ def main() -> None:
     print(f"events on {on_rate:,.0f}/s, off {off_rate:,.0f}/s: on is {sum(on) / sum(off):.1%} "
           f"of off (blocks of four slices: median {statistics.median(blocks):.1%}, from "
           f"{min(blocks):.0%} to {max(blocks):.0%})")  # fmt: skip
+    print(f"sales' events reaching the streams while events were on, from the sale's emit "
+          f"(inside its transaction) to the socket: p50 {rt.percentile(delays, 0.5):.0f} ms, "
+          f"p99 {rt.percentile(delays, 0.99):.0f} ms, max {delays[-1]:.0f} ms "
+          f"({len(delays):,} events)")  # fmt: skip
+    print("CPU per sale (ms), on / off / the difference:")
+    for name in readings[0]:
+        spent = [readings[k + 1][name] - readings[k][name] for k in range(slices)]
+        per_on = sum(c for k, c in enumerate(spent) if events_on(k)) / sum(on) * 1000
+        per_off = sum(c for k, c in enumerate(spent) if not events_on(k)) / sum(off) * 1000
+        print(f"  {name}: {per_on:.2f} / {per_off:.2f} / {per_on - per_off:+.2f}")
+
+
+def read_cpu_at_slice_ends(groups, start: float, slice_s: float, slices: int, readings) -> None:
+    """The CPU seconds each group of processes has used, at the start and at each slice's end
+    (the machine's: all its processes, busy time)."""
+    for k in range(slices + 1):
+        time.sleep(max(0.0, start + k * slice_s - time.monotonic()))
+        readings.append({name: read() for name, read in groups.items()})
 
 
 if __name__ == "__main__":

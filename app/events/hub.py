@@ -12,6 +12,7 @@ instead, so a slow or stalled client never delays the others and never misses an
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 import socket
 import threading
@@ -46,9 +47,17 @@ SAFETY_POLL_S = 1.0
 #: A process asks the sequencer again after this long without an answer (a process with no
 #: open stream hears no answers: it asks at most this often).
 ASK_AGAIN_S = 0.01
-#: The sequencer starts a round at most this often: a quiet system's event goes out at once,
-#: a busy one's waits at most this long and shares the round with the others.
-ROUND_GAP_S = 0.025
+#: Under load, the sequencer's rounds wait for the commits that follow, so that more events
+#: share a round's fixed cost (its transaction and COMMIT, its NOTIFY, every streaming hub's
+#: wake-up). While fewer than QUIET_EVENTS_PER_S events a second are being sequenced, a round
+#: starts as soon as it is asked for; above that, the gap between round starts grows with the
+#: rate, to ROUND_GAP_MAX_S at BUSY_EVENTS_PER_S and beyond: at most 10 rounds a second,
+#: however busy, and an event waits at most that long for its round.
+QUIET_EVENTS_PER_S = 80.0
+BUSY_EVENTS_PER_S = 320.0
+ROUND_GAP_MAX_S = 0.1
+#: How quickly the estimate of the rate follows a change of load, in seconds.
+RATE_TIME_CONSTANT_S = 0.25
 #: How the sequencer is asked to look: its listening connection's ``application_name`` names
 #: a UDP port of its own and a token (PostgreSQL keeps at most 63 bytes of it).
 ASKS_NAME = "omnicard-asks {host} {port} {token}"
@@ -372,10 +381,11 @@ class EventHub:
     def _run(self) -> None:
         while not self.stopping.is_set():
             woken = self.wake.wait(self._next_look_s())
-            if woken and self.sequencing():
+            if woken and self.sequencing() and not self._backlog:
                 # Under load, let the commits of the next few milliseconds join this round:
                 # one transaction and one NOTIFY for them all.
-                time.sleep(max(0.0, ROUND_GAP_S - (time.monotonic() - self.round_at)))
+                now = time.monotonic()
+                time.sleep(max(0.0, self.round_gap_s(now) - (now - self.round_at)))
             self.wake.clear()
             if self.stopping.is_set():
                 return
@@ -394,11 +404,12 @@ class EventHub:
             self._ask_sequencer()
             return []
         self._pending_here = False
-        self.round_at = time.monotonic()
+        started = time.monotonic()
         if self.listen_dsn is None:
             sequenced, deliveries = self._sequence_here()
         else:
             sequenced, deliveries = self._sequence_in_postgresql()
+        self.count_round(started, len(sequenced))
         if deliveries and self.webhooks is not None:
             self.webhooks.wake.set()
         if sequenced:
@@ -435,13 +446,36 @@ class EventHub:
             self._drop_plain_connection()
             raise
         sequenced = sorted((Delivered(*row[:-1]) for row in rows), key=lambda e: e.position)
-        if len(sequenced) >= SEQUENCE_BATCH:  # a full batch of transactions, or more
-            self._pending_here = True  # more may be waiting: another round at once
+        # A full batch of transactions, or more: more may be waiting, so another round at once.
+        self._backlog = len(sequenced) >= SEQUENCE_BATCH
+        if self._backlog:
+            self._pending_here = True
             self.wake.set()
         return sequenced, rows[0][-1] if rows else 0
 
     #: When the last sequencing round began.
     round_at = 0.0
+    #: Events sequenced per second lately (a moving average over RATE_TIME_CONSTANT_S).
+    events_per_s = 0.0
+    #: The last round left committed transactions in the outbox.
+    _backlog = False
+
+    def count_round(self, started: float, events: int) -> None:
+        """A round that began at ``started`` sequenced ``events``: those committed since the
+        previous round began."""
+        elapsed = started - self.round_at
+        if elapsed > 0:
+            weight = 1.0 - math.exp(-elapsed / RATE_TIME_CONSTANT_S)
+            self.events_per_s += weight * (events / elapsed - self.events_per_s)
+        self.round_at = started
+
+    def round_gap_s(self, now: float) -> float:
+        """How long after the last round's start the next one may start: nothing while the
+        system is quiet, up to ROUND_GAP_MAX_S under load (a lull since the last round
+        counts as quiet)."""
+        rate = self.events_per_s * math.exp(-(now - self.round_at) / RATE_TIME_CONSTANT_S)
+        share = (rate - QUIET_EVENTS_PER_S) / (BUSY_EVENTS_PER_S - QUIET_EVENTS_PER_S)
+        return ROUND_GAP_MAX_S * min(1.0, max(0.0, share))
 
     def sequencing(self) -> bool:
         """Whether this process is the sequencer (on SQLite, each process is its own)."""
