@@ -145,7 +145,10 @@ def test_omnicard_sessions_never_jit_compile(engine):
     costly = "EXPLAIN (ANALYZE, FORMAT JSON) SELECT COUNT(*) FROM events"
     with engine.connect() as c:
         c.exec_driver_sql("SET jit_above_cost = 0")  # every plan "costly"
-        assert "JIT" not in c.exec_driver_sql(costly).scalar()[0]
+        try:
+            assert "JIT" not in c.exec_driver_sql(costly).scalar()[0]
+        finally:
+            c.exec_driver_sql("RESET jit_above_cost")  # the connection goes back to the pool
     with two_hubs(engine) as (sequencer, _other):
         for conn in (sequencer._plain_connection(), sequencer.listener):
             assert conn.execute("SELECT current_setting('jit')").fetchone() == ("off",)
