@@ -38,6 +38,12 @@ def post_worker_init(worker):
     # Handing one event to a thousand streams briefly holds a few thousand objects; with the
     # default threshold (700) that alone set off several collections per event.
     gc.set_threshold(20_000, 10, 10)
+    # This worker sends a streamed response to an HTTP/1.1 client as chunks on the plain
+    # socket: the event hub may write events to the live streams itself.
+    if getattr(worker.cfg, "protocol", "http") == "http" and not worker.cfg.is_ssl:
+        from app.events.api import write_streams_directly
+
+        write_streams_directly(worker.wsgi)
 
 
 # gunicorn's control socket has one default path per user, so a second server on the same

@@ -7,8 +7,10 @@ live, with no gap and no duplicate. Idle streams get a heartbeat comment.
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
+from contextlib import nullcontext, suppress
 
 import marshmallow as ma
 from flask import Flask, current_app, request
@@ -21,7 +23,7 @@ from app.core.db import database, read_only
 from app.core.errors import ValidationFailed
 from app.core.schemas import Schema
 from app.core.types import utcnow
-from app.events.hub import PRESENTED_FOR, EventHub, Subscriber
+from app.events.hub import PRESENTED_FOR, EventHub, LiveSocket, Subscriber
 from app.events.models import Event
 from app.events.outbox import Delivered, fetch_after
 
@@ -101,8 +103,12 @@ def visible_to(sub: Subscriber):
     return [or_(*clauses)]
 
 
-def stream(app: Flask, event_hub: EventHub, sub: Subscriber, last: int) -> Iterator[bytes]:
-    """The response body: what was missed, then live events as the hub hands them over."""
+def stream(
+    app: Flask, environ: dict, event_hub: EventHub, sub: Subscriber, last: int | None
+) -> Iterator[bytes]:
+    """The response body: what was missed after ``last`` (None: from now on), then live
+    events as the hub hands them over. It subscribes when the server starts sending it (a
+    response that is never sent, to a HEAD request, leaves no subscriber behind)."""
     heartbeat_s = app.config["EVENTS_HEARTBEAT_S"]
     engine = database(app).engine
 
@@ -117,29 +123,68 @@ def stream(app: Flask, event_hub: EventHub, sub: Subscriber, last: int) -> Itera
                 return
             after = page[-1].position
 
+    event_hub.subscribe(sub)
     try:
-        yield b"retry: 1000\n\n"
+        if last is None:
+            last = event_hub.sequenced_position()
+        yield b"retry: 1000\n\n"  # the server has sent the headers once this has gone
         for e in replay(last):
             yield e.sse
             last = e.position
-        sub.sent_at = time.monotonic()
+        sub.last, sub.sent_at = last, time.monotonic()
+        out = sub.out = live_socket(app, environ)  # from now on the hub may write to it
         while True:
-            events, behind = sub.take()
-            if sub.closed:
-                return
-            if behind:
-                events = list(replay(last))
-            fresh = [e for e in events if e.position > last]
-            if fresh:  # all that waited, in one write
-                yield b"".join([e.sse for e in fresh])
-                last = fresh[-1].position
-            elif sub.idle_for(time.monotonic()) >= heartbeat_s:
-                yield b": heartbeat\n\n"
-            else:
-                continue
+            sub.ready.wait()
+            with out.lock if out is not None else nullcontext():
+                events, behind = sub.take()
+                if sub.closed:
+                    if out is not None:  # the end of a chunk the hub began, if any
+                        with suppress(OSError):
+                            out.send(b"")
+                    return
+                if behind:
+                    events = list(replay(sub.last))
+                fresh = [e for e in events if e.position > sub.last]
+                if fresh:  # all that waited, in one write
+                    body = b"".join([e.sse for e in fresh])
+                    sub.last = fresh[-1].position
+                elif sub.idle_for(time.monotonic()) >= heartbeat_s:
+                    body = b": heartbeat\n\n"
+                elif out is not None and out.unsent:
+                    body = b""
+                else:
+                    continue
+                if out is not None:
+                    try:
+                        out.send(body)
+                    except OSError:  # the client has gone
+                        return
+            if out is None:
+                yield body
             sub.sent_at = time.monotonic()
     finally:
         event_hub.unsubscribe(sub)
+
+
+def write_streams_directly(app: Flask) -> None:
+    """For a server known to send a streamed response to an HTTP/1.1 client as chunks on
+    the plain socket it puts in the environ as ``gunicorn.socket``: gunicorn speaking HTTP
+    without TLS (``gunicorn.conf.py`` says so, for each worker)."""
+    app.extensions["omnicard.events"]["direct"] = True
+
+
+def live_socket(app: Flask, environ: dict) -> LiveSocket | None:
+    """The stream's connection, for writing to directly, where the server allows it (see
+    ``write_streams_directly``; no other server is known to: there every write goes through
+    the server, from the stream's own thread)."""
+    sock = environ.get("gunicorn.socket")
+    if not app.extensions["omnicard.events"]["direct"] or sock is None:
+        return None
+    if environ.get("SERVER_PROTOCOL") != "HTTP/1.1" or not hasattr(socket, "MSG_DONTWAIT"):
+        return None  # not chunked, or no send that is sure not to wait
+    if sock.gettimeout() not in (None, 0.0):
+        return None  # a send on it waits for writable space first, up to the timeout
+    return LiveSocket(sock)
 
 
 @blp.route("/events")
@@ -169,13 +214,11 @@ class Events(MethodView):
         event_hub = hub()
         if event_hub is None:
             raise ValidationFailed("The live stream is switched off on this server.")
-        sub = event_hub.subscribe(subscriber_for(current_principal()))
+        sub = subscriber_for(current_principal())
         app = current_app._get_current_object()
-        if last is None:  # only what happens from now on
-            last = event_hub.sequenced_position()
         # The body is bytes already: passed straight to the server, chunk by chunk.
         response = app.response_class(
-            stream(app, event_hub, sub, last), mimetype="text/event-stream",
+            stream(app, request.environ, event_hub, sub, last), mimetype="text/event-stream",
             direct_passthrough=True,
         )  # fmt: skip
         response.headers["Cache-Control"] = "no-cache"
@@ -192,6 +235,7 @@ def init_app(app: Flask) -> None:
         "hub": None,
         "enabled": app.config["EVENTS_HUB"],
         "lock": threading.Lock(),
+        "direct": False,  # see write_streams_directly
     }
     # A serving process runs its hub from its first request on (sequencing and webhooks need
     # one somewhere even when no stream is open); commands such as `flask demo load` do not,

@@ -7,6 +7,9 @@ hear: asks, in the sequencer; announcements, in a process with streams open. A w
 a hint: the thread also looks once a second, and the database rows are the truth. Each
 subscriber has a bounded queue; one that cannot keep up is told to catch up from the database
 instead, so a slow or stalled client never delays the others and never misses an event.
+Under gunicorn the hub writes each event to the streams' connections itself, as far as their
+buffers take it (see ``LiveSocket``): a thousand streams are then a thousand sends, not a
+thousand thread switches.
 """
 
 from __future__ import annotations
@@ -72,6 +75,44 @@ TRY_TO_SEQUENCE_SQL = (
 )
 
 
+class LiveSocket:
+    """A live stream's connection, which the server sends the response on as HTTP/1.1 chunks,
+    written to directly: by the hub, at once and only as far as the connection's buffer takes
+    it; by the stream's own thread, waiting as long as it must, for the rest. Writers take
+    turns on ``lock``, so chunks never interleave and events go out in order."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        # gevent's cooperative socket wraps the OS socket: the hub sends on that one, which
+        # never waits (and never switches to another greenlet).
+        self._os_socket = getattr(sock, "_sock", sock)
+        self.lock = threading.Lock()
+        #: The end of a chunk the hub began to send: the stream's thread sends it first.
+        self.unsent = b""
+
+    def send_now(self, body: bytes) -> bool:
+        """With ``lock`` held and nothing unsent: send ``body`` as far as the connection takes
+        it now, without waiting. Whether all of it went (the rest is ``unsent``)."""
+        chunk = _chunk(body)
+        try:
+            sent = self._os_socket.send(chunk, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            sent = 0
+        self.unsent = chunk[sent:]
+        return not self.unsent
+
+    def send(self, body: bytes) -> None:
+        """With ``lock`` held: send what is unsent, then ``body``, waiting as long as it takes."""
+        data = self.unsent + _chunk(body) if body else self.unsent
+        self.unsent = b""
+        if data:
+            self.sock.sendall(data)
+
+
+def _chunk(body: bytes) -> bytes:
+    return b"%X\r\n%s\r\n" % (len(body), body)
+
+
 @dataclass(eq=False)
 class Subscriber:
     """What one open stream may see, and the events waiting for it.
@@ -96,6 +137,11 @@ class Subscriber:
     #: When the stream last wrote anything (``time.monotonic()``): heartbeats go to idle ones.
     sent_at: float = field(default_factory=time.monotonic)
     ready: threading.Event = field(default_factory=threading.Event)
+    #: The position of the last event written to the stream.
+    last: int = 0
+    #: The stream's connection, once it is live and may be written to directly; until then,
+    #: and where it may not, the hub only queues and the stream's thread writes.
+    out: LiveSocket | None = None
 
     def may_see(self, e: Delivered) -> bool:
         if self.everything:
@@ -112,20 +158,48 @@ class Subscriber:
             return self.watched[e.card_id] > utcnow() - PRESENTED_FOR
         return False
 
-    def offer(self, e: Delivered, limit: int) -> None:
+    def offer(self, events: list[Delivered], limit: int) -> None:
+        """Events this stream may see, in order."""
+        out = self.out
+        # Written at once if nothing waits to go before them, and the stream's thread is not
+        # writing: it then holds the lock (and whatever it holds goes first).
+        if out is not None and not (self.queue or self.behind) and out.lock.acquire(False):
+            try:
+                if self._send_now(out, events):
+                    return
+            finally:
+                out.lock.release()
         if self.behind:
-            pass  # the catch-up from the database will bring it
-        elif len(self.queue) >= limit:
+            pass  # the catch-up from the database will bring them
+        elif len(self.queue) + len(events) > limit:
             self.behind = True
             self.queue.clear()
         else:
-            self.queue.append(e)
+            self.queue.extend(events)
         self.ready.set()
 
+    def _send_now(self, out: LiveSocket, events: list[Delivered]) -> bool:
+        """With ``out.lock`` held: write ``events`` to the connection now, in one chunk. False
+        if the end of earlier events is still to go: then these wait their turn in the queue."""
+        if out.unsent:
+            return False
+        fresh = [e for e in events if e.position > self.last]  # not written by the replay
+        if not fresh:
+            return True
+        try:
+            complete = out.send_now(b"".join([e.sse for e in fresh]))
+        except OSError:  # the client has gone
+            complete, self.closed = False, True
+        self.last = fresh[-1].position
+        if complete:
+            self.sent_at = time.monotonic()
+        else:
+            self.ready.set()  # the rest, or the end of the stream, is for the stream's thread
+        return True
+
     def take(self) -> tuple[list[Delivered], bool]:
-        """Wait for a wake-up: the events waiting, and whether the stream fell behind. Both
-        may be empty: a heartbeat is due, or the stream is closing."""
-        self.ready.wait()
+        """After a wake-up (``ready``): the events waiting, and whether the stream fell
+        behind. Both may be empty: a heartbeat is due, or the stream is closing."""
         self.ready.clear()  # before draining: whatever comes after this sets it again
         behind, self.behind = self.behind, False
         queue, events = self.queue, []
@@ -577,9 +651,16 @@ class EventHub:
                 return
 
     def _hand_out(self, events: list[Delivered]) -> None:
+        """Each stream gets its share of ``events`` at once: one write, however many."""
+        shares: dict[Subscriber, list[Delivered]] = {}
         for e in events:
             for sub in self._audience_of(e):
-                sub.offer(e, self.queue_limit)
+                if (share := shares.get(sub)) is None:
+                    shares[sub] = [e]
+                else:
+                    share.append(e)
+        for sub, share in shares.items():
+            sub.offer(share, self.queue_limit)
         self.last_position = events[-1].position
 
     def _audience_of(self, e: Delivered) -> list[Subscriber]:

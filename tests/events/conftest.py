@@ -348,3 +348,51 @@ def processes(database_url):
     yield start
     for p in started:
         p.stop()
+
+
+def sse_events(body: bytes) -> list[dict]:
+    """The events in a stretch of ``text/event-stream`` (comments and the retry line left out)."""
+    events = []
+    for block in body.decode().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        if "data" in fields and not block.startswith(":"):
+            events.append({"id": int(fields["id"]), "type": fields["event"],
+                           "data": json.loads(fields["data"])["data"]})  # fmt: skip
+    return events
+
+
+class ChunkedReader:
+    """The client's end of a connection the server writes HTTP/1.1 chunks on, read strictly:
+    anything but well-formed chunks fails the test."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.fp = sock.makefile("rb")
+
+    def chunk(self) -> bytes:
+        size = self.fp.readline()
+        assert size.endswith(b"\r\n") and size[:-2], f"not a chunk: {size!r}"
+        body = self.fp.read(int(size[:-2], 16))
+        assert self.fp.read(2) == b"\r\n", "a chunk that does not end where it says"
+        return body
+
+    def close(self) -> None:
+        self.fp.close()
+        self.sock.close()
+
+    def events_until(self, last_id: int) -> list[dict]:
+        body = b""
+        while not (seen := sse_events(body)) or seen[-1]["id"] < last_id:
+            body += self.chunk()
+        return seen
+
+
+def connected_pair(buffer_bytes: int) -> tuple[socket.socket, socket.socket]:
+    """A loopback TCP connection whose buffers hold a few events at most: (server, client)."""
+    with socket.create_server(("127.0.0.1", 0)) as listening:
+        client = socket.socket()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, buffer_bytes)
+        client.connect(listening.getsockname())
+        server, _ = listening.accept()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, buffer_bytes)
+    return server, client

@@ -4,9 +4,11 @@ commits happen in the process that serves the streams."""
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
-from tests.events.conftest import Quiet, is_sale, sale_body
+from tests.events.conftest import ChunkedReader, Quiet, is_sale, sale_body, sse_events
 
 pytestmark = pytest.mark.concurrent
 
@@ -67,3 +69,49 @@ def test_reconnecting_to_gunicorn_with_last_event_id_yields_exactly_the_missed_e
     assert missed[0].id > seen[-1].id
     assert [e.data["data"]["balance"]["amount"] for e in missed
             if e.type == "card.balance_changed"] == [1_100, 650]  # fmt: skip
+
+
+def open_stream(port: int, token: str, version: str) -> tuple[dict[str, str], ChunkedReader]:
+    """``GET /v1/events`` in that version of HTTP: the response's headers, and its body."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(f"GET /v1/events {version}\r\nHost: omnicard\r\n"
+                 f"Authorization: Bearer {token}\r\n\r\n".encode())  # fmt: skip
+    body = ChunkedReader(sock)
+    assert body.fp.readline().split()[1] == b"200"
+    headers = {}
+    while (line := body.fp.readline().decode().strip()) != "":
+        name, _, value = line.partition(": ")
+        headers[name.lower()] = value
+    return headers, body
+
+
+def is_last_sale(e: dict) -> bool:
+    return e["type"] == "sale.completed" and e["data"]["card_balance"]["amount"] == 1_100
+
+
+def test_gunicorn_writes_http_1_1_streams_in_whole_chunks_and_http_1_0_ones_plain(
+    live, gunicorn, shop
+):
+    """Under gunicorn the hub writes to an HTTP/1.1 stream's connection itself, in chunks
+    that must stay well-formed; an HTTP/1.0 client gets the body unchunked, written by its
+    stream's own greenlet. Both get the same events."""
+    headers, chunked = open_stream(gunicorn.port, shop["token"], "HTTP/1.1")
+    assert headers["transfer-encoding"] == "chunked"
+    assert chunked.chunk() == b"retry: 1000\n\n"
+    headers, plain = open_stream(gunicorn.port, shop["token"], "HTTP/1.0")
+    assert "transfer-encoding" not in headers
+    assert plain.fp.readline() == b"retry: 1000\n"
+
+    for _ in range(2):
+        status, _ = gunicorn.post("/v1/sales", shop["cashier"], sale_body(shop["number"]))
+        assert status == 201
+    in_chunks, unchunked = b"", b""
+    while not any(is_last_sale(e) for e in sse_events(in_chunks)):
+        in_chunks += chunked.chunk()
+    while not any(is_last_sale(e) for e in sse_events(unchunked)):
+        unchunked += plain.fp.readline()
+    assert sse_events(in_chunks) == sse_events(unchunked)
+    assert [e["data"]["balance"]["amount"] for e in sse_events(in_chunks)
+            if e["type"] == "card.balance_changed"] == [1_550, 1_100]  # fmt: skip
+    chunked.close()
+    plain.close()

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-import json
+import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 
 import pytest
 
-from tests.events.conftest import Quiet
+from app.events.api import hub, stream, write_streams_directly
+from app.events.hub import Subscriber
+from tests.events.conftest import ChunkedReader, Quiet, connected_pair, sse_events
+from tests.events.test_processes import wait_until
 
 pytestmark = pytest.mark.concurrent
 
@@ -21,7 +25,8 @@ def shop(live):
     card_id = me["cards"][0]["id"]
     live.load(card_id, 2_000, cashier)
     return {"admin": admin, "cashier": cashier, "token": token, "card_id": card_id,
-            "number": live.card_number(card_id), "store": store, "device": device}  # fmt: skip
+            "customer_id": me["id"], "number": live.card_number(card_id), "store": store,
+            "device": device}  # fmt: skip
 
 
 def test_shopper_stream_receives_the_balance_change_from_a_till_sale(live, shop):
@@ -105,21 +110,17 @@ def test_an_idle_stream_gets_heartbeats(live, shop):
     stream.close()
 
 
+def test_a_head_request_leaves_no_subscriber_behind(live, shop):
+    response = live.client.head("/v1/events", headers={"Authorization": f"Bearer {shop['token']}"})
+    assert response.status_code == 200 and response.data == b""
+    response.close()
+    assert not live.app.extensions["omnicard.events"]["hub"].audience.all
+
+
 def test_no_token_no_stream(live):
     stream = live.stream("not-a-token")
     assert stream.status == 401
     stream.close()
-
-
-def sse_events(body: bytes) -> list[dict]:
-    """The events in a stretch of ``text/event-stream`` (comments and the retry line left out)."""
-    events = []
-    for block in body.decode().split("\n\n"):
-        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
-        if "data" in fields and not block.startswith(":"):
-            events.append({"id": int(fields["id"]), "type": fields["event"],
-                           "data": json.loads(fields["data"])["data"]})  # fmt: skip
-    return events
 
 
 @pytest.mark.parametrize("live_config", [{"EVENTS_QUEUE_LIMIT": 3}])
@@ -152,4 +153,52 @@ def test_a_stalled_stream_holds_no_one_up_and_then_catches_up_with_nothing_lost(
         e["data"]["balance"]["amount"] for e in caught_up if e["type"] == "card.balance_changed"
     ] == [2_500, 3_000, 3_500, 4_000, 4_500]
     stalled.close()
+    steady.close()
+
+
+@pytest.mark.parametrize("live_config", [{"EVENTS_QUEUE_LIMIT": 3}])
+def test_a_stream_the_hub_writes_to_directly_can_stall_and_still_loses_nothing(live, shop):
+    """As under gunicorn (``write_streams_directly``): the hub writes events to the stream's
+    socket itself. Its reader stops; the hub neither waits for it nor holds up the others;
+    when the reader reads again, it gets every event, in order, in well-formed chunks."""
+    app = live.app
+    write_streams_directly(app)
+    event_hub = hub(app)
+    steady = live.stream(shop["token"], last_event_id=0)
+    start = steady.until(lambda e: e.type == "top_up.settled")[-1].id  # the set-up's top-up
+    server_end, client_end = connected_pair(1024)
+    environ = {"gunicorn.socket": server_end, "SERVER_PROTOCOL": "HTTP/1.1"}
+    sub = Subscriber(customer_id=shop["customer_id"])
+    body = stream(app, environ, event_hub, sub, start)
+
+    def serve() -> None:  # what the server does with the body, in the stream's own thread
+        for data in body:
+            server_end.sendall(b"%X\r\n%s\r\n" % (len(data), data))
+        with suppress(OSError):  # the end of the body, to a client that may have gone
+            server_end.sendall(b"0\r\n\r\n")
+
+    serving = threading.Thread(target=serve, daemon=True)
+    serving.start()
+    reader = ChunkedReader(client_end)
+    assert reader.chunk() == b"retry: 1000\n\n"
+    wait_until(lambda: sub.out is not None)  # live: the hub writes to it from now on
+
+    seen = []
+    for _ in range(24):  # 48 events, several times what the stalled connection holds
+        live.load(shop["card_id"], 500, shop["cashier"])
+        seen += steady.until(lambda e: e.type == "top_up.settled")  # while the other stalls
+    assert sub.behind  # its connection full, more than 3 events waited: it will catch up
+
+    received = reader.events_until(seen[-1].id)
+    assert [(e["id"], e["type"]) for e in received] == [(e.id, e.type) for e in seen]
+    assert [e["data"]["balance"]["amount"] for e in received
+            if e["type"] == "card.balance_changed"] == list(range(2_500, 14_500, 500))  # fmt: skip
+
+    reader.close()  # the shopper goes away: a send of the hub's finds out
+    for _ in range(3):  # the first send after a close may still succeed
+        live.load(shop["card_id"], 500, shop["cashier"])
+        steady.until(lambda e: e.type == "top_up.settled")
+        serving.join(timeout=1)
+    assert not serving.is_alive() and sub not in event_hub.audience.all
+    server_end.close()
     steady.close()
