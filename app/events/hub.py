@@ -302,10 +302,17 @@ class WebhookWorker:
             self.wake.wait(wait_s)
             self.wake.clear()
             try:
-                while deliver_due(self.engine, **self.settings) and not self.stopping.is_set():
-                    pass
+                # While nothing is due, a look is one short read: it runs every second in
+                # every serving process, beside the streams.
                 due_in = seconds_until_next_due(self.engine)
-                wait_s = SAFETY_POLL_S if due_in is None else min(SAFETY_POLL_S, due_in)
+                if due_in == 0:
+                    while deliver_due(self.engine, **self.settings):
+                        if self.stopping.is_set():
+                            return
+                    due_in = seconds_until_next_due(self.engine)
+                # Due again at once only if another process claimed it meanwhile (and has
+                # not yet leased it): look again shortly, not in a loop.
+                wait_s = SAFETY_POLL_S if due_in is None else min(SAFETY_POLL_S, max(due_in, 0.05))
             except Exception:
                 log.exception("webhook delivery round failed")
                 wait_s = 0.5

@@ -109,9 +109,10 @@ def enqueue(connection: Connection, events: list[Delivered]) -> int:
     return len(rows)
 
 
-def _due(connection: Connection, limit: int) -> list:
+def _next_of_its_account():
+    """A pending delivery that may go when due: none of its account's earlier ones waits."""
     earlier = aliased(WebhookDelivery)
-    blocked = exists().where(
+    return ~exists().where(
         and_(
             earlier.webhook_id == WebhookDelivery.webhook_id,
             earlier.account_key == WebhookDelivery.account_key,
@@ -119,12 +120,15 @@ def _due(connection: Connection, limit: int) -> list:
             earlier.status == "pending",
         )
     )
+
+
+def _due(connection: Connection, limit: int) -> list:
     query = (
         select(WebhookDelivery.id)
         .where(
             WebhookDelivery.status == "pending",
             WebhookDelivery.next_attempt_at <= utcnow(),
-            ~blocked,
+            _next_of_its_account(),
         )
         .order_by(WebhookDelivery.id)
         .limit(limit)
@@ -135,11 +139,12 @@ def _due(connection: Connection, limit: int) -> list:
 
 
 def seconds_until_next_due(engine) -> float | None:
-    """How long until the soonest pending delivery is due (None: nothing pending)."""
+    """How long until a pending delivery may be sent (None: nothing pending). One that waits
+    for an earlier one of its account does not count: that one's time counts."""
     with read_only(engine) as c:
         soonest = c.execute(
             select(func.min(WebhookDelivery.next_attempt_at)).where(
-                WebhookDelivery.status == "pending"
+                WebhookDelivery.status == "pending", _next_of_its_account()
             )
         ).scalar()
     if soonest is None:

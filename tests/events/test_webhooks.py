@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 import threading
 import time
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from app.webhooks.services import backoff, sign, verify_signature
+from app.core.types import utcnow
+from app.webhooks.models import Webhook, WebhookDelivery
+from app.webhooks.services import backoff, seconds_until_next_due, sign, verify_signature
 
 pytestmark = pytest.mark.concurrent
 
@@ -162,6 +165,28 @@ def test_one_accounts_deliveries_wait_for_its_earlier_one_while_others_go_ahead(
     assert ada_seen == [(ada_card, 1_000, 500), (ada_card, 1_000, 500),
                         (ada_card, 1_000, 200), (ada_card, 1_700, 200)]  # fmt: skip
     assert (grace_card, 900, 200) in balances(requests, grace_card)
+
+
+def test_a_delivery_waiting_for_its_accounts_earlier_one_is_not_counted_as_due(committed, engine):
+    """Else every serving process's webhook worker would look again at once, in a loop,
+    for as long as the earlier delivery backs off."""
+    hook = Webhook(url="http://127.0.0.1:9/", event_types=["stars.changed"], secret="s")
+    committed.add(hook)
+    committed.flush()
+    now = utcnow()
+
+    def delivery(account: str, due_in_s: float) -> WebhookDelivery:
+        return WebhookDelivery(
+            webhook_id=hook.id, event_id=1, event_type="stars.changed", account_key=account,
+            body="{}", next_attempt_at=now + timedelta(seconds=due_in_s),
+        )  # fmt: skip
+
+    committed.add_all([delivery("customer:1", 10), delivery("customer:1", -1)])
+    committed.commit()
+    assert 9 < seconds_until_next_due(engine) <= 10  # the later one waits for the first
+    committed.add(delivery("customer:2", -1))
+    committed.commit()
+    assert seconds_until_next_due(engine) == 0  # another account's is due now
 
 
 def test_a_delivery_that_keeps_failing_is_given_up_and_can_be_replayed(live, shop, receiver):
