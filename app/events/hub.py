@@ -121,7 +121,10 @@ class Subscriber:
     hand-over needs no lock: a deque's append and popleft are atomic, and the stream drops
     anything at or before the last position it sent, so a race can only repeat an event
     (which is dropped) or leave it for the next wake-up, never lose it. Nothing is allocated
-    per wait, so thousands of idle streams cost the garbage collector nothing new.
+    per wait, so thousands of idle streams cost the garbage collector nothing new. Once the
+    hub may write to the stream's connection itself (``out``), it does so only with nothing
+    queued, nothing half-sent and the connection's lock free; the stream's thread takes the
+    queue and writes under that lock, so everything goes out in order.
     """
 
     everything: bool = False
