@@ -150,6 +150,9 @@ def test_omnicard_sessions_never_jit_compile(engine):
         finally:
             c.exec_driver_sql("RESET jit_above_cost")  # the connection goes back to the pool
     with two_hubs(engine) as (sequencer, _other):
+        # Its first round opens the sequencer's own connection: wait for that one (asked for
+        # here at the same moment, a second connection would be opened and left open).
+        wait_until(lambda: sequencer._plain is not None)
         for conn in (sequencer._plain_connection(), sequencer.listener):
             assert conn.execute("SELECT current_setting('jit')").fetchone() == ("off",)
         # With JIT on, the same plan is compiled (this server can): the test can fail.
