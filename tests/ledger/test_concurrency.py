@@ -126,6 +126,9 @@ def test_bank_total_is_constant_in_every_snapshot_while_transfers_run(new_sessio
         writers = [pool.submit(transfer_randomly, seed) for seed in range(4)]
         readers = [pool.submit(read_totals, n) for n in range(2)]
         time.sleep(3)  # let the system run under load for a few seconds
+        deadline = time.monotonic() + 60
+        while transfers["done"] <= 20 and time.monotonic() < deadline:
+            time.sleep(0.1)  # a slow machine: until enough transfers have run alongside the reads
         stop.set()
         for w in writers:
             w.result()
