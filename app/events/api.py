@@ -125,13 +125,12 @@ def stream(
 
     event_hub.subscribe(sub)
     try:
-        if last is None:
-            last = event_hub.sequenced_position()
+        sub.last = event_hub.sequenced_position() if last is None else last
         yield b"retry: 1000\n\n"  # the server has sent the headers once this has gone
-        for e in replay(last):
+        for e in replay(sub.last):
             yield e.sse
-            last = e.position
-        sub.last, sub.sent_at = last, time.monotonic()
+            sub.last = e.position
+        sub.sent_at = time.monotonic()
         out = sub.out = live_socket(app, environ)  # from now on the hub may write to it
         while True:
             sub.ready.wait()

@@ -4,7 +4,6 @@ nothing. (SQLite is the embedded, single-process default.)"""
 from __future__ import annotations
 
 import socket
-import time
 from contextlib import contextmanager
 
 import pytest
@@ -13,7 +12,7 @@ from sqlalchemy import select
 from app.events.hub import EventHub
 from app.events.models import Event
 from app.events.outbox import emit, waiting_in_outbox
-from tests.events.conftest import is_sale, sale_body
+from tests.events.conftest import is_sale, sale_body, wait_until
 
 pytestmark = pytest.mark.concurrent
 
@@ -77,13 +76,6 @@ def test_after_a_process_is_killed_a_client_that_reconnects_elsewhere_loses_noth
     assert balances == [4_100, 3_650, 3_200]
     ids = [e.id for e in missed]
     assert ids == sorted(set(ids)) and ids[0] > last_seen
-
-
-def wait_until(condition, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
 
 
 @contextmanager

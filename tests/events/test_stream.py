@@ -10,8 +10,7 @@ import pytest
 
 from app.events.api import hub, stream, write_streams_directly
 from app.events.hub import Subscriber
-from tests.events.conftest import ChunkedReader, Quiet, connected_pair, sse_events
-from tests.events.test_processes import wait_until
+from tests.events.conftest import ChunkedReader, Quiet, connected_pair, sse_events, wait_until
 
 pytestmark = pytest.mark.concurrent
 
