@@ -3,15 +3,19 @@ nothing. (SQLite is the embedded, single-process default.)"""
 
 from __future__ import annotations
 
+import os
 import socket
+import uuid
 from contextlib import contextmanager
 
+import psycopg
 import pytest
-from sqlalchemy import select
+from sqlalchemy import create_engine, select, text
 
-from app.events.hub import EventHub
+from app.events.hub import TRY_TO_SEQUENCE_SQL, EventHub
 from app.events.models import Event
-from app.events.outbox import emit, waiting_in_outbox
+from app.events.outbox import SEQUENCER_LOCK, emit, waiting_in_outbox
+from tests.conftest import DEFAULT_POSTGRES
 from tests.events.conftest import is_sale, sale_body, wait_until
 
 pytestmark = pytest.mark.concurrent
@@ -120,6 +124,58 @@ def test_a_process_asks_the_sequencer_by_datagram_and_only_the_sequencers_token_
         other.poke()
         assert sequenced_types(committed) == ["stars.changed"]
         assert sequencer.asks_heard == 1  # the stranger's datagram woke nobody
+
+
+@pytest.fixture
+def neighbour():
+    """Another Omnicard on the same PostgreSQL server, in a database of its own, whose
+    sequencer holds its lock and names its port for asks: its application_name."""
+    admin = create_engine(
+        os.environ.get("OMNICARD_TEST_POSTGRES_URL", DEFAULT_POSTGRES), isolation_level="AUTOCOMMIT"
+    )
+    name = f"omnicard_neighbour_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    dsn = admin.url.set(database=name, drivername="postgresql").render_as_string(
+        hide_password=False
+    )
+    application_name = "omnicard-asks 192.0.2.1 9 neighbour"
+    try:
+        with psycopg.connect(dsn, autocommit=True, application_name=application_name) as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", (SEQUENCER_LOCK,))
+            yield application_name
+    finally:
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def test_the_look_up_of_the_sequencer_never_finds_another_databases(engine, neighbour):
+    """The neighbour's sequencer is the only one on the server: a process of this database
+    takes the lock and is told of no other sequencer (not the neighbour's, whose asks would
+    go to the wrong Omnicard and leave this one's events to the fallback look)."""
+    dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    ours = "omnicard-asks 127.0.0.1 7 ours"
+    with psycopg.connect(dsn, autocommit=True, application_name=ours) as first:
+        assert first.execute(TRY_TO_SEQUENCE_SQL, {"key": SEQUENCER_LOCK}).fetchone() == (
+            True,
+            None,
+        )
+        with psycopg.connect(dsn, autocommit=True) as second:
+            assert second.execute(TRY_TO_SEQUENCE_SQL, {"key": SEQUENCER_LOCK}).fetchone() == (
+                False,
+                ours,
+            )
+
+
+def test_beside_another_deployments_sequencer_a_process_asks_its_own(committed, engine, neighbour):
+    with two_hubs(engine) as (sequencer, other):
+        wait_until(lambda: other.sequencer_asks is not None)
+        assert other.sequencer_asks[0] == sequencer._asks_in.getsockname()[:2]
+        commit_an_event_unannounced(committed)
+        other.poke()
+        assert sequenced_types(committed) == ["stars.changed"]
+        assert sequencer.asks_heard == 1
 
 
 def test_with_no_port_for_asks_a_process_asks_the_sequencer_by_notify(committed, engine):
