@@ -12,9 +12,10 @@ import psycopg
 import pytest
 from sqlalchemy import create_engine, select, text
 
-from app.events.hub import TRY_TO_SEQUENCE_SQL, EventHub
+from app.events.election import SEQUENCER_LOCK, TRY_TO_SEQUENCE_SQL
+from app.events.hub import EventHub
 from app.events.models import Event
-from app.events.outbox import SEQUENCER_LOCK, emit, waiting_in_outbox
+from app.events.outbox import emit, waiting_in_outbox
 from tests.conftest import DEFAULT_POSTGRES
 from tests.events.conftest import is_sale, sale_body, wait_until
 
@@ -90,7 +91,7 @@ def two_hubs(engine, asks_host: str | None = None):
     sequencer = EventHub(engine, dsn, poll_s=60, asks_host=asks_host).start()
     other = None
     try:
-        wait_until(lambda: sequencer.leader)
+        wait_until(lambda: sequencer.election.leader)
         other = EventHub(engine, dsn, poll_s=60).start()
         yield sequencer, other
     finally:
@@ -114,16 +115,16 @@ def test_a_process_asks_the_sequencer_by_datagram_and_only_the_sequencers_token_
     committed, engine
 ):
     with two_hubs(engine) as (sequencer, other):
-        wait_until(lambda: other.sequencer_asks is not None)
-        address, token = other.sequencer_asks
-        assert address == sequencer._asks_in.getsockname()[:2]
+        wait_until(lambda: other.election.sequencer_asks is not None)
+        address, token = other.election.sequencer_asks
+        assert address == sequencer.election.asks_in.getsockname()[:2]
 
         commit_an_event_unannounced(committed)
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
             stranger.sendto(b"not the token", address)
         other.poke()
         assert sequenced_types(committed) == ["stars.changed"]
-        assert sequencer.asks_heard == 1  # the stranger's datagram woke nobody
+        assert sequencer.election.asks_heard == 1  # the stranger's datagram woke nobody
 
 
 @pytest.fixture
@@ -170,12 +171,12 @@ def test_the_look_up_of_the_sequencer_never_finds_another_databases(engine, neig
 
 def test_beside_another_deployments_sequencer_a_process_asks_its_own(committed, engine, neighbour):
     with two_hubs(engine) as (sequencer, other):
-        wait_until(lambda: other.sequencer_asks is not None)
-        assert other.sequencer_asks[0] == sequencer._asks_in.getsockname()[:2]
+        wait_until(lambda: other.election.sequencer_asks is not None)
+        assert other.election.sequencer_asks[0] == sequencer.election.asks_in.getsockname()[:2]
         commit_an_event_unannounced(committed)
         other.poke()
         assert sequenced_types(committed) == ["stars.changed"]
-        assert sequencer.asks_heard == 1
+        assert sequencer.election.asks_heard == 1
 
 
 def test_with_no_port_for_asks_a_process_asks_the_sequencer_by_notify(committed, engine):
@@ -183,7 +184,8 @@ def test_with_no_port_for_asks_a_process_asks_the_sequencer_by_notify(committed,
         commit_an_event_unannounced(committed)
         other.poke()
         assert sequenced_types(committed) == ["stars.changed"]
-        assert (sequencer._asks_in, sequencer.asks_heard, other.sequencer_asks) == (None, 0, None)
+        asks = (sequencer.election.asks_in, sequencer.election.asks_heard)
+        assert (*asks, other.election.sequencer_asks) == (None, 0, None)
 
 
 def test_omnicard_sessions_never_jit_compile(engine):
@@ -200,11 +202,11 @@ def test_omnicard_sessions_never_jit_compile(engine):
     with two_hubs(engine) as (sequencer, _other):
         # Its first round opens the sequencer's own connection: wait for that one (asked for
         # here at the same moment, a second connection would be opened and left open).
-        wait_until(lambda: sequencer._plain is not None)
-        for conn in (sequencer._plain_connection(), sequencer.listener):
+        wait_until(lambda: sequencer.sequencer.plain.opened is not None)
+        for conn in (sequencer.sequencer.plain.get(), sequencer.election.listener):
             assert conn.execute("SELECT current_setting('jit')").fetchone() == ("off",)
         # With JIT on, the same plan is compiled (this server can): the test can fail.
-        probe = sequencer._plain_connection()
+        probe = sequencer.sequencer.plain.get()
         probe.execute("SET jit = on")
         probe.execute("SET jit_above_cost = 0")
         assert "JIT" in probe.execute(costly).fetchone()[0][0]
