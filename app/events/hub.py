@@ -53,6 +53,9 @@ class Companion(Protocol):
 
 
 class EventHub:
+    """This process's hub: its fan-out, its sequencing rounds (while it sequences) and, on
+    PostgreSQL, its part in the election; started on first use (``app.events.api.hub``)."""
+
     def __init__(
         self,
         engine: Engine,

@@ -67,6 +67,8 @@ _followers: list[Follower] = []
 
 def follow_sequencing(follower: Follower) -> None:
     """Have every sequencing round from now on write ``follower``'s rows too."""
+    if "%" in follower.sql:  # psycopg would read it as a parameter
+        raise ValueError("a follower's SQL may not hold a %")
     if follower not in _followers:
         _followers.append(follower)
         _statements.clear()
