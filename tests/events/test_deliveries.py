@@ -11,7 +11,14 @@ import pytest
 from sqlalchemy import func, select
 
 from app.events.outbox import emit
-from app.events.sequencing import PlainConnection, Sequencer, sequence_committed
+from app.events.sequencing import (
+    Follower,
+    PlainConnection,
+    Sequencer,
+    follow_sequencing,
+    sequence_committed,
+    sequence_sql,
+)
 from app.webhooks.models import Webhook, WebhookDelivery
 from app.webhooks.services import deliveries_for
 
@@ -80,3 +87,10 @@ def test_a_postgresql_round_with_its_deliveries_is_one_statement(committed, engi
     assert [e.type for e in sequenced] == ["stars.changed"] and written == 1
     assert len(statements) == 1 and "INSERT INTO webhook_deliveries" in statements[0]
     assert committed.scalar(select(func.count()).select_from(WebhookDelivery)) == 1
+
+
+def test_a_followers_sql_with_a_percent_sign_is_refused_and_rounds_stay_as_they_were():
+    before = sequence_sql()
+    with pytest.raises(ValueError):
+        follow_sequencing(Follower(sql="SELECT 1 WHERE 'a' LIKE '%'", write=lambda c, e: 0))
+    assert sequence_sql() == before and "LIKE" not in before
