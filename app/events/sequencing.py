@@ -53,7 +53,8 @@ class Follower:
 
     - ``sql``: for PostgreSQL, the body of a data-modifying ``WITH`` query over ``logged``
       (the events just logged: position, type, created_at, customer_id, store_id, device_id,
-      card_id, payload as jsonb), returning one row per row written; no ``%`` and no ``:name``;
+      card_id, payload as jsonb), returning one row per row written; with no ``%`` (psycopg's
+      parameters) and no ``:name`` after a space (SQLAlchemy's);
     - ``write(connection, events)``: for SQLite, the same rows for ``events`` just logged,
       written on ``connection``; returns how many.
     """
