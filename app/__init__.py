@@ -36,7 +36,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     from app.system import api as system_api
     from app.webhooks import api as webhooks_api
 
-    for part in (core_cli, ledger_cli, auth_cli, payments_cli, demo, events_api):
+    for part in (core_cli, ledger_cli, auth_cli, payments_cli, demo, events_api, webhooks_api):
         part.init_app(app)
     for module in (
         system_api,

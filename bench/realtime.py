@@ -73,8 +73,8 @@ from app.cards.models import Card
 from app.catalog import services as catalog
 from app.core.db import database, make_engine, session
 from app.customers import services as customers
+from app.events.election import PENDING_CHANNEL, SEQUENCER_LOCK
 from app.events.models import Event, OutboxEntry
-from app.events.outbox import PENDING_CHANNEL, SEQUENCER_LOCK
 from app.payments import services as payments
 from app.sales import services as sales
 from app.stores import services as stores

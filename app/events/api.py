@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext, suppress
 
 import marshmallow as ma
 from flask import Flask, current_app, request
 from flask.views import MethodView
 from sqlalchemy import and_, or_, select
+from sqlalchemy.engine import Engine
 
 from app.auth.principal import Principal, current_principal
 from app.core.api import Blueprint
@@ -23,7 +24,8 @@ from app.core.db import database, read_only
 from app.core.errors import ValidationFailed
 from app.core.schemas import Schema
 from app.core.types import utcnow
-from app.events.hub import PRESENTED_FOR, EventHub, LiveSocket, Subscriber
+from app.events.fanout import PRESENTED_FOR, LiveSocket, Subscriber
+from app.events.hub import Companion, EventHub
 from app.events.models import Event
 from app.events.outbox import Delivered, fetch_after
 
@@ -52,18 +54,18 @@ def hub(app: Flask | None = None) -> EventHub | None:
                         hide_password=False
                     )
                 cfg = app.config
-                webhooks = {
-                    "base_s": cfg["WEBHOOK_BACKOFF_BASE_S"],
-                    "cap_s": cfg["WEBHOOK_BACKOFF_CAP_S"],
-                    "max_attempts": cfg["WEBHOOK_MAX_ATTEMPTS"],
-                    "timeout_s": cfg["WEBHOOK_TIMEOUT_S"],
-                }
                 holder["hub"] = EventHub(
-                    engine, dsn, webhooks, heartbeat_s=cfg["EVENTS_HEARTBEAT_S"],
-                    queue_limit=cfg["EVENTS_QUEUE_LIMIT"], poll_s=cfg["EVENTS_POLL_S"],
-                    asks_host=cfg["EVENTS_ASKS_HOST"],
+                    engine, dsn, companions=[make(engine) for make in holder["companions"]],
+                    heartbeat_s=cfg["EVENTS_HEARTBEAT_S"], queue_limit=cfg["EVENTS_QUEUE_LIMIT"],
+                    poll_s=cfg["EVENTS_POLL_S"], asks_host=cfg["EVENTS_ASKS_HOST"],
                 ).start()  # fmt: skip
     return holder["hub"]
+
+
+def run_beside_hub(app: Flask, make: Callable[[Engine], Companion]) -> None:
+    """Have ``make(engine)`` give a thread to run as long as this process's hub (the webhook
+    worker): called by the part that owns it, which the events do not know."""
+    app.extensions["omnicard.events"]["companions"].append(make)
 
 
 def subscriber_for(p: Principal) -> Subscriber:
@@ -235,6 +237,7 @@ def init_app(app: Flask) -> None:
         "enabled": app.config["EVENTS_HUB"],
         "lock": threading.Lock(),
         "direct": False,  # see write_streams_directly
+        "companions": [],  # see run_beside_hub
     }
     # A serving process runs its hub from its first request on (sequencing and webhooks need
     # one somewhere even when no stream is open); commands such as `flask demo load` do not,

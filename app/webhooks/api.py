@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import marshmallow as ma
+from flask import Flask
 from flask.views import MethodView
 from sqlalchemy import select
+from sqlalchemy.engine import Engine
 
 from app.auth.principal import current_principal
 from app.core.api import Blueprint
 from app.core.db import session
 from app.core.schemas import PageArgsSchema, Schema, decode_cursor
+from app.events.api import run_beside_hub
 from app.events.changes import EVENT_TYPES
 from app.webhooks import services as webhooks
 from app.webhooks.models import Webhook, WebhookAttempt, WebhookDelivery
 from app.webhooks.services import DeliveryNotFound, WebhookNotFound
+from app.webhooks.worker import WebhookWorker
 
 blp = Blueprint(
     "webhooks", __name__, url_prefix="/v1/admin",
@@ -154,3 +158,16 @@ class Replay(MethodView):
         """Send a delivery again (as a new delivery, after the account's others)."""
         webhooks.load(session(), webhook_id)
         return delivery_body(webhooks.replay(session(), webhook_id, delivery_id), [])
+
+
+def init_app(app: Flask) -> None:
+    """Every serving process sends due deliveries, from a worker beside its event hub."""
+
+    def worker(engine: Engine) -> WebhookWorker:
+        cfg = app.config
+        return WebhookWorker(engine, {
+            "base_s": cfg["WEBHOOK_BACKOFF_BASE_S"], "cap_s": cfg["WEBHOOK_BACKOFF_CAP_S"],
+            "max_attempts": cfg["WEBHOOK_MAX_ATTEMPTS"], "timeout_s": cfg["WEBHOOK_TIMEOUT_S"],
+        })  # fmt: skip
+
+    run_beside_hub(app, worker)

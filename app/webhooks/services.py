@@ -1,7 +1,8 @@
 """Webhooks: signed, retried, ordered per account, visible and replayable.
 
 Deliveries are written by the event sequencer in the same transaction that gives events their
-positions, so every event reaches every matching webhook exactly once (replays aside). A
+positions (this module's ``enqueue`` follows every sequencing round), so every event reaches
+every matching webhook exactly once (replays aside). A
 worker sends what is due; a delivery waits while an earlier one for the same account and
 webhook is still pending, so an outside system sees each account's events in order.
 
@@ -29,6 +30,7 @@ from app.core.db import read_only
 from app.core.errors import NotFound
 from app.core.types import utcnow
 from app.events.outbox import Delivered
+from app.events.sequencing import Follower, follow_sequencing
 from app.webhooks.models import Webhook, WebhookAttempt, WebhookDelivery
 
 SIGNATURE_HEADER = "Omnicard-Signature"
@@ -71,10 +73,14 @@ def register(s: Session, *, url: str, event_types: list[str], staff_id: int) -> 
     return hook
 
 
+#: Whose events a delivery belongs to, for keeping each account's deliveries in order: the
+#: first of these the event names ("customer:7"), else "all".
+ACCOUNT_KEYS = ("customer", "store", "device")
+
+
 def account_key(e: Delivered) -> str:
-    for name, value in (("customer", e.customer_id), ("store", e.store_id),
-                        ("device", e.device_id)):  # fmt: skip
-        if value is not None:
+    for name in ACCOUNT_KEYS:
+        if (value := getattr(e, f"{name}_id")) is not None:
             return f"{name}:{value}"
     return "all"
 
@@ -97,9 +103,9 @@ def deliveries_for(events: list[Delivered], hooks) -> list[dict]:
 
 
 def enqueue(connection: Connection, events: list[Delivered]) -> int:
-    """Deliveries for ``events``, just sequenced, inside the sequencer's transaction. Returns
-    how many were written. (On PostgreSQL the sequencing statement writes them itself:
-    ``app.events.outbox``.)"""
+    """Deliveries for ``events``, just sequenced, inside the sequencer's transaction (on
+    SQLite; on PostgreSQL the sequencing statement writes them with ``ENQUEUE_SQL``). Returns
+    how many were written."""
     if not events:
         return 0
     hooks = connection.execute(select(Webhook.id, Webhook.event_types).where(Webhook.active)).all()
@@ -107,6 +113,30 @@ def enqueue(connection: Connection, events: list[Delivered]) -> int:
     if rows:
         connection.execute(insert(WebhookDelivery), rows)
     return len(rows)
+
+
+#: ``enqueue`` as a part of the sequencing statement on PostgreSQL (a round there is one
+#: statement: see ``app.events.sequencing``), over the events it has just ``logged``: the same
+#: webhooks, account key and body, the body being the event as a stream sends it.
+_ACCOUNT_KEY_SQL = " ".join(
+    f"WHEN logged.{name}_id IS NOT NULL THEN '{name}:' || logged.{name}_id" for name in ACCOUNT_KEYS
+)
+ENQUEUE_SQL = f"""
+    INSERT INTO webhook_deliveries (webhook_id, event_id, event_type, account_key, body, status,
+                                    attempts, next_attempt_at, created_at)
+    SELECT hook.id, logged.position, logged.type,
+           CASE {_ACCOUNT_KEY_SQL} ELSE 'all' END,
+           json_build_object(
+               'id', logged.position, 'type', logged.type,
+               'created_at', to_char(logged.created_at AT TIME ZONE 'UTC',
+                                     'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'),
+               'data', logged.payload)::text,
+           'pending', 0, now(), now()
+    FROM logged JOIN webhooks AS hook ON hook.active AND hook.event_types ? logged.type
+    ORDER BY logged.position, hook.id  -- a delivery's id orders it within its account
+    RETURNING id"""
+
+follow_sequencing(Follower(sql=ENQUEUE_SQL, write=enqueue))
 
 
 def _next_of_its_account():

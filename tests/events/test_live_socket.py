@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from app.events.hub import LiveSocket, Subscriber
+from app.events.fanout import LiveSocket, Subscriber
 from app.events.outbox import Delivered
 from tests.events.conftest import ChunkedReader, connected_pair
 

@@ -10,9 +10,16 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from app.events.hub import BUSY_EVENTS_PER_S, QUIET_EVENTS_PER_S, ROUND_GAP_MAX_S, EventHub
+from app.events.hub import EventHub
 from app.events.models import Event, OutboxEntry
-from app.events.outbox import emit, sequence_committed, waiting_in_outbox, write_events
+from app.events.outbox import emit, waiting_in_outbox, write_events
+from app.events.sequencing import (
+    BUSY_EVENTS_PER_S,
+    QUIET_EVENTS_PER_S,
+    ROUND_GAP_MAX_S,
+    RoundPacer,
+    sequence_committed,
+)
 
 
 def types_written(s) -> list[str]:
@@ -122,28 +129,29 @@ def test_write_events_makes_them_visible_before_the_commit(db):
     assert types_written(db) == ["card.added"]  # written once
 
 
-def test_a_quiet_sequencer_starts_a_round_at_once_and_a_busy_one_waits_for_more(engine):
-    hub = EventHub(engine, None)
+def test_a_quiet_sequencer_starts_a_round_at_once_and_a_busy_one_waits_for_more():
+    pacer = RoundPacer()
     t = 1000.0
-    hub.count_round(t, 0)
+    pacer.count(t, 0)
     for _ in range(40):  # a top-up (two events) every 50 ms: 40 events a second
         t += 0.05
-        hub.count_round(t, 2)
-    assert hub.round_gap_s(t + 0.01) == 0
+        pacer.count(t, 2)
+    assert pacer.gap_s(t + 0.01) == 0
     for _ in range(20):  # sales, 600 events a second, in rounds of a tenth of a second
         t += 0.1
-        hub.count_round(t, 60)
-    assert hub.round_gap_s(t + 0.01) == ROUND_GAP_MAX_S
+        pacer.count(t, 60)
+    assert pacer.gap_s(t + 0.01) == ROUND_GAP_MAX_S
     half_way = (QUIET_EVENTS_PER_S + BUSY_EVENTS_PER_S) / 2
-    hub.events_per_s, hub.round_at = half_way, t
-    assert hub.round_gap_s(t) == pytest.approx(ROUND_GAP_MAX_S / 2)
-    assert hub.round_gap_s(t + 1.0) == 0  # a lull of a second: quiet again
+    pacer.events_per_s, pacer.round_at = half_way, t
+    assert pacer.gap_s(t) == pytest.approx(ROUND_GAP_MAX_S / 2)
+    assert pacer.gap_s(t + 1.0) == 0  # a lull of a second: quiet again
 
 
 def test_a_busy_sequencers_round_waits_out_the_gap_and_then_takes_the_event(committed, engine):
     hub = EventHub(engine, None, poll_s=60).start()
     try:
-        hub.events_per_s, hub.round_at = 10 * BUSY_EVENTS_PER_S, time.monotonic()
+        pacer = hub.sequencer.pacer
+        pacer.events_per_s, pacer.round_at = 10 * BUSY_EVENTS_PER_S, time.monotonic()
         emit(committed, "stars.changed", {"stars": 5}, customer_id=1)
         committed.commit()
         asked_at = time.monotonic()

@@ -3,15 +3,20 @@ nothing. (SQLite is the embedded, single-process default.)"""
 
 from __future__ import annotations
 
+import os
 import socket
+import uuid
 from contextlib import contextmanager
 
+import psycopg
 import pytest
-from sqlalchemy import select
+from sqlalchemy import create_engine, select, text
 
+from app.events.election import SEQUENCER_LOCK, TRY_TO_SEQUENCE_SQL
 from app.events.hub import EventHub
 from app.events.models import Event
 from app.events.outbox import emit, waiting_in_outbox
+from tests.conftest import DEFAULT_POSTGRES
 from tests.events.conftest import is_sale, sale_body, wait_until
 
 pytestmark = pytest.mark.concurrent
@@ -86,7 +91,7 @@ def two_hubs(engine, asks_host: str | None = None):
     sequencer = EventHub(engine, dsn, poll_s=60, asks_host=asks_host).start()
     other = None
     try:
-        wait_until(lambda: sequencer.leader)
+        wait_until(lambda: sequencer.election.leader)
         other = EventHub(engine, dsn, poll_s=60).start()
         yield sequencer, other
     finally:
@@ -110,16 +115,68 @@ def test_a_process_asks_the_sequencer_by_datagram_and_only_the_sequencers_token_
     committed, engine
 ):
     with two_hubs(engine) as (sequencer, other):
-        wait_until(lambda: other.sequencer_asks is not None)
-        address, token = other.sequencer_asks
-        assert address == sequencer._asks_in.getsockname()[:2]
+        wait_until(lambda: other.election.sequencer_asks is not None)
+        address, token = other.election.sequencer_asks
+        assert address == sequencer.election.asks_in.getsockname()[:2]
 
         commit_an_event_unannounced(committed)
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
             stranger.sendto(b"not the token", address)
         other.poke()
         assert sequenced_types(committed) == ["stars.changed"]
-        assert sequencer.asks_heard == 1  # the stranger's datagram woke nobody
+        assert sequencer.election.asks_heard == 1  # the stranger's datagram woke nobody
+
+
+@pytest.fixture
+def neighbour():
+    """Another Omnicard on the same PostgreSQL server, in a database of its own, whose
+    sequencer holds its lock and names its port for asks: its application_name."""
+    admin = create_engine(
+        os.environ.get("OMNICARD_TEST_POSTGRES_URL", DEFAULT_POSTGRES), isolation_level="AUTOCOMMIT"
+    )
+    name = f"omnicard_neighbour_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    dsn = admin.url.set(database=name, drivername="postgresql").render_as_string(
+        hide_password=False
+    )
+    application_name = "omnicard-asks 192.0.2.1 9 neighbour"
+    try:
+        with psycopg.connect(dsn, autocommit=True, application_name=application_name) as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", (SEQUENCER_LOCK,))
+            yield application_name
+    finally:
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def test_the_look_up_of_the_sequencer_never_finds_another_databases(engine, neighbour):
+    """The neighbour's sequencer is the only one on the server: a process of this database
+    takes the lock and is told of no other sequencer (not the neighbour's, whose asks would
+    go to the wrong Omnicard and leave this one's events to the fallback look)."""
+    dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    ours = "omnicard-asks 127.0.0.1 7 ours"
+    with psycopg.connect(dsn, autocommit=True, application_name=ours) as first:
+        assert first.execute(TRY_TO_SEQUENCE_SQL, {"key": SEQUENCER_LOCK}).fetchone() == (
+            True,
+            None,
+        )
+        with psycopg.connect(dsn, autocommit=True) as second:
+            assert second.execute(TRY_TO_SEQUENCE_SQL, {"key": SEQUENCER_LOCK}).fetchone() == (
+                False,
+                ours,
+            )
+
+
+def test_beside_another_deployments_sequencer_a_process_asks_its_own(committed, engine, neighbour):
+    with two_hubs(engine) as (sequencer, other):
+        wait_until(lambda: other.election.sequencer_asks is not None)
+        assert other.election.sequencer_asks[0] == sequencer.election.asks_in.getsockname()[:2]
+        commit_an_event_unannounced(committed)
+        other.poke()
+        assert sequenced_types(committed) == ["stars.changed"]
+        assert sequencer.election.asks_heard == 1
 
 
 def test_with_no_port_for_asks_a_process_asks_the_sequencer_by_notify(committed, engine):
@@ -127,7 +184,8 @@ def test_with_no_port_for_asks_a_process_asks_the_sequencer_by_notify(committed,
         commit_an_event_unannounced(committed)
         other.poke()
         assert sequenced_types(committed) == ["stars.changed"]
-        assert (sequencer._asks_in, sequencer.asks_heard, other.sequencer_asks) == (None, 0, None)
+        asks = (sequencer.election.asks_in, sequencer.election.asks_heard)
+        assert (*asks, other.election.sequencer_asks) == (None, 0, None)
 
 
 def test_omnicard_sessions_never_jit_compile(engine):
@@ -144,11 +202,11 @@ def test_omnicard_sessions_never_jit_compile(engine):
     with two_hubs(engine) as (sequencer, _other):
         # Its first round opens the sequencer's own connection: wait for that one (asked for
         # here at the same moment, a second connection would be opened and left open).
-        wait_until(lambda: sequencer._plain is not None)
-        for conn in (sequencer._plain_connection(), sequencer.listener):
+        wait_until(lambda: sequencer.sequencer.plain.opened is not None)
+        for conn in (sequencer.sequencer.plain.get(), sequencer.election.listener):
             assert conn.execute("SELECT current_setting('jit')").fetchone() == ("off",)
         # With JIT on, the same plan is compiled (this server can): the test can fail.
-        probe = sequencer._plain_connection()
+        probe = sequencer.sequencer.plain.get()
         probe.execute("SET jit = on")
         probe.execute("SET jit_above_cost = 0")
         assert "JIT" in probe.execute(costly).fetchone()[0][0]

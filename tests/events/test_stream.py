@@ -9,7 +9,7 @@ from contextlib import suppress
 import pytest
 
 from app.events.api import hub, stream, write_streams_directly
-from app.events.hub import Subscriber
+from app.events.fanout import Subscriber
 from tests.events.conftest import ChunkedReader, Quiet, connected_pair, sse_events, wait_until
 
 pytestmark = pytest.mark.concurrent
@@ -113,7 +113,7 @@ def test_a_head_request_leaves_no_subscriber_behind(live, shop):
     response = live.client.head("/v1/events", headers={"Authorization": f"Bearer {shop['token']}"})
     assert response.status_code == 200 and response.data == b""
     response.close()
-    assert not live.app.extensions["omnicard.events"]["hub"].audience.all
+    assert not live.app.extensions["omnicard.events"]["hub"].fanout.audience.all
 
 
 def test_no_token_no_stream(live):
@@ -140,7 +140,7 @@ def test_a_stalled_stream_holds_no_one_up_and_then_catches_up_with_nothing_lost(
         live.load(shop["card_id"], 500, shop["cashier"])
         seen += steady.until(lambda e: e.type == "top_up.settled")  # while the other stalls
     hub = live.app.extensions["omnicard.events"]["hub"]
-    assert sum(sub.behind for sub in hub.audience.all) == 1  # the stalled one, and only it
+    assert sum(sub.behind for sub in hub.fanout.audience.all) == 1  # the stalled one, and only it
 
     body = first_batch.result(timeout=10)
     while sse_events(body)[-1]["id"] < seen[-1].id:
@@ -198,6 +198,6 @@ def test_a_stream_the_hub_writes_to_directly_can_stall_and_still_loses_nothing(l
         live.load(shop["card_id"], 500, shop["cashier"])
         steady.until(lambda e: e.type == "top_up.settled")
         serving.join(timeout=1)
-    assert not serving.is_alive() and sub not in event_hub.audience.all
+    assert not serving.is_alive() and sub not in event_hub.fanout.audience.all
     server_end.close()
     steady.close()
