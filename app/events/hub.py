@@ -66,12 +66,17 @@ RATE_TIME_CONSTANT_S = 0.25
 ASKS_NAME = "omnicard-asks {host} {port} {token}"
 #: One statement tries for the sequencer's lock and, failing, finds where the one who holds it
 #: hears asks (a PostgreSQL advisory lock on one 32-bit key shows in ``pg_locks`` as ``objid``).
+#: Advisory locks belong to a database but ``pg_locks`` shows the whole server's: another
+#: Omnicard on the same server (staging beside production) holds the same key in its own
+#: database, and asks sent to its sequencer would leave ours waiting for its own look.
 TRY_TO_SEQUENCE_SQL = (
     "SELECT pg_try_advisory_lock(%(key)s), "
     "(SELECT activity.application_name FROM pg_locks AS held "
     " JOIN pg_stat_activity AS activity ON activity.pid = held.pid "
     " WHERE held.locktype = 'advisory' AND held.classid = 0 AND held.objid = %(key)s "
-    " AND held.objsubid = 1 AND held.granted AND held.pid <> pg_backend_pid() LIMIT 1)"
+    " AND held.objsubid = 1 AND held.granted AND held.pid <> pg_backend_pid() "
+    " AND held.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+    " LIMIT 1)"
 )
 
 
