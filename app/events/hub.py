@@ -410,6 +410,16 @@ class EventHub:
         if self._asks_out is not None:
             self._asks_out.close()
 
+    def close_streams(self) -> None:
+        """The server is shutting down: end every open stream now, and any that opens from now
+        on as soon as it has replayed (its client resumes from its ``Last-Event-ID``, on
+        another server or this one's successor). The hub itself goes on sequencing, for the
+        requests that are still finishing."""
+        with self.lock:
+            self.streams_closed = True
+            for sub in self.audience.all:
+                sub.close()
+
     def poke(self) -> None:
         """Something committed here: look now. A process that neither sequences nor serves
         streams only has to ask the sequencer: by datagram it asks from the committing thread
@@ -427,8 +437,13 @@ class EventHub:
 
     # --- subscribers -------------------------------------------------------------------
 
+    #: Set by ``close_streams``.
+    streams_closed = False
+
     def subscribe(self, sub: Subscriber) -> Subscriber:
         with self.lock:
+            if self.streams_closed:
+                sub.close()
             if not self.audience.all:
                 # Nobody was listening, so nothing was fetched: start from now (each new
                 # stream replays what it missed from the database itself).

@@ -432,6 +432,23 @@ class ChunkedReader:
         return seen
 
 
+def open_stream(
+    port: int, token: str, version: str, last_event_id: int
+) -> tuple[dict[str, str], ChunkedReader]:
+    """``GET /v1/events`` in that version of HTTP: the response's headers, and its body."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(f"GET /v1/events {version}\r\nHost: omnicard\r\n"
+                 f"Authorization: Bearer {token}\r\n"
+                 f"Last-Event-ID: {last_event_id}\r\n\r\n".encode())  # fmt: skip
+    body = ChunkedReader(sock)
+    assert body.fp.readline().split()[1] == b"200"
+    headers = {}
+    while (line := body.fp.readline().decode().strip()) != "":
+        name, _, value = line.partition(": ")
+        headers[name.lower()] = value
+    return headers, body
+
+
 def connected_pair(buffer_bytes: int) -> tuple[socket.socket, socket.socket]:
     """A loopback TCP connection whose buffers hold a few events at most: (server, client)."""
     with socket.create_server(("127.0.0.1", 0)) as listening:

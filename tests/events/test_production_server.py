@@ -4,11 +4,9 @@ commits happen in the process that serves the streams."""
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
-from tests.events.conftest import ChunkedReader, Quiet, is_sale, sale_body, sse_events
+from tests.events.conftest import Quiet, is_sale, open_stream, sale_body, sse_events
 
 pytestmark = pytest.mark.concurrent
 
@@ -74,23 +72,6 @@ def test_reconnecting_to_gunicorn_with_last_event_id_yields_exactly_the_missed_e
     assert missed[0].id > seen[-1].id
     assert [e.data["data"]["balance"]["amount"] for e in missed
             if e.type == "card.balance_changed"] == [1_100, 650]  # fmt: skip
-
-
-def open_stream(
-    port: int, token: str, version: str, last_event_id: int
-) -> tuple[dict[str, str], ChunkedReader]:
-    """``GET /v1/events`` in that version of HTTP: the response's headers, and its body."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    sock.sendall(f"GET /v1/events {version}\r\nHost: omnicard\r\n"
-                 f"Authorization: Bearer {token}\r\n"
-                 f"Last-Event-ID: {last_event_id}\r\n\r\n".encode())  # fmt: skip
-    body = ChunkedReader(sock)
-    assert body.fp.readline().split()[1] == b"200"
-    headers = {}
-    while (line := body.fp.readline().decode().strip()) != "":
-        name, _, value = line.partition(": ")
-        headers[name.lower()] = value
-    return headers, body
 
 
 def is_last_sale(e: dict) -> bool:
