@@ -56,7 +56,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -2257,6 +2257,11 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         help="measure only this part (may be repeated); writes no doc",
     )  # fmt: skip
     parser.add_argument(
+        "--no-wait", action="store_true",
+        help="measure even while other benchmarks or test runs share the machine (the figures "
+        "then measure them too); a full run waits for them otherwise",
+    )  # fmt: skip
+    parser.add_argument(
         "--doc", type=Path,
         help=f"where to write the report (default: {DEFAULT_DOC.relative_to(ROOT)} for a full "
         "run; none for --quick, so a sanity check never replaces the published figures)",
@@ -2270,6 +2275,8 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     arguments = parse_arguments(argv)
     settings = QUICK if arguments.quick else FULL
+    if arguments.no_wait:
+        settings = replace(settings, patient=False)
     parts = tuple(arguments.only or PARTS)
     doc = arguments.doc or (None if arguments.quick or arguments.only else DEFAULT_DOC)
     raise_open_files_limit()
