@@ -2257,6 +2257,10 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         help="measure only this part (may be repeated); writes no doc",
     )  # fmt: skip
     parser.add_argument(
+        "--runs", type=int,
+        help="runs of each measurement (default: 3, or 1 with --quick); the figures are medians",
+    )  # fmt: skip
+    parser.add_argument(
         "--no-wait", action="store_true",
         help="measure even while other benchmarks or test runs share the machine (the figures "
         "then measure them too); a full run waits for them otherwise",
@@ -2277,6 +2281,8 @@ def main(argv: list[str] | None = None) -> None:
     settings = QUICK if arguments.quick else FULL
     if arguments.no_wait:
         settings = replace(settings, patient=False)
+    if arguments.runs:
+        settings = replace(settings, runs=arguments.runs)
     parts = tuple(arguments.only or PARTS)
     doc = arguments.doc or (None if arguments.quick or arguments.only else DEFAULT_DOC)
     raise_open_files_limit()
