@@ -5,6 +5,7 @@ Run by hand from the repository root (it is not part of the test suite)::
 
     .venv/bin/python -m bench.realtime          # full run, ~15 minutes; writes the doc below
     .venv/bin/python -m bench.realtime --quick  # sanity check, ~4 minutes; writes no doc
+    .venv/bin/python -m bench.realtime --only workers --no-wait  # one part, on a busy machine
 
 The figures go to docs/benchmarks.md, after the ledger bench's part (which that bench keeps).
 
