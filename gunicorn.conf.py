@@ -9,6 +9,12 @@ import gc
 import multiprocessing
 import os
 import resource
+import signal
+import sys
+import threading
+import time
+
+import gevent
 
 bind = os.environ.get("OMNICARD_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
@@ -44,6 +50,44 @@ def post_worker_init(worker):
         from app.events.api import write_streams_directly
 
         write_streams_directly(worker.wsgi)
+    # SIGTERM (a stop, or a restart's old workers): gunicorn's own handler stops taking
+    # connections and waits for the open ones to close, up to graceful_timeout; but a stream
+    # never ends, nor does an idle keep-alive connection within keepalive. Omnicard ends the
+    # streams at once and exits as soon as no request is in progress: one that moves money
+    # finishes and answers first. (Gevent workers only: another worker class, chosen on the
+    # command line, keeps gunicorn's own handling.)
+    worker.omnicard_requests = 0
+    worker.omnicard_idle = threading.Event()
+    worker.omnicard_idle.set()
+    if worker.cfg.worker_class_str == "gevent":
+        signal.signal(signal.SIGTERM, lambda sig, frame: gevent.spawn(_stop_gracefully, worker))
+        signal.siginterrupt(signal.SIGTERM, False)
+
+
+def pre_request(worker, req):
+    worker.log.debug("%s %s", req.method, req.path)
+    worker.omnicard_requests += 1
+    worker.omnicard_idle.clear()
+
+
+def post_request(worker, req, environ, resp):
+    worker.omnicard_requests -= 1
+    if not worker.omnicard_requests:
+        worker.omnicard_idle.set()
+
+
+def _stop_gracefully(worker):
+    from app.events.api import close_streams
+
+    worker.alive = False  # no new connections; each open one closes after its answer
+    close_streams(worker.wsgi)  # their clients resume from Last-Event-ID
+    deadline = time.monotonic() + worker.cfg.graceful_timeout
+    while worker.omnicard_requests and time.monotonic() < deadline:
+        worker.omnicard_idle.wait(deadline - time.monotonic())
+    # What is still open is idle keep-alive connections (or a request past graceful_timeout,
+    # which gunicorn would cut as well): gunicorn's own quick exit (SIGQUIT) ends a gevent
+    # worker the same way.
+    sys.exit(0)
 
 
 # gunicorn's control socket has one default path per user, so a second server on the same

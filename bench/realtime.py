@@ -5,6 +5,7 @@ Run by hand from the repository root (it is not part of the test suite)::
 
     .venv/bin/python -m bench.realtime          # full run, ~15 minutes; writes the doc below
     .venv/bin/python -m bench.realtime --quick  # sanity check, ~4 minutes; writes no doc
+    .venv/bin/python -m bench.realtime --only workers --no-wait  # one part, on a busy machine
 
 The figures go to docs/benchmarks.md, after the ledger bench's part (which that bench keeps).
 
@@ -18,7 +19,10 @@ services), with the production server ``gunicorn -c gunicorn.conf.py wsgi:app`` 
     from one run that switches them on and off every 2 s (``bench.sales_interleaved``);
 (3) 10,000 streams open on one gunicorn worker: does every stream receive every event, the
     worker's memory, and how long the fan-out takes;
-(4) two gunicorn servers: an event committed through one reaching the streams of the other.
+(4) two gunicorn servers: an event committed through one reaching the streams of the other;
+(5) one gunicorn server of 2 and of 4 workers (``WEB_CONCURRENCY``), top-ups through its API
+    landing on whichever worker the kernel hands the connection to, streams spread the same
+    way: the targets of (1), and the delays by the worker that took the top-up.
 
 The streams are held by a process of their own (asyncio: a socket each, no thread per stream),
 so that they cost the server what real clients would. Every latency and sales figure is the
@@ -53,7 +57,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -108,8 +112,10 @@ BENCH_DATABASE = "omnicard_bench_realtime"
 GUNICORN = [str(Path(sys.executable).with_name("gunicorn")), "-c", "gunicorn.conf.py", "wsgi:app"]
 
 #: Workers per gunicorn server. One: the fan-out of one process is what is measured, and the
-#: other core is left to PostgreSQL and the subscribers' process.
+#: other core is left to PostgreSQL and the subscribers' process. Part (5) runs more.
 SERVER_WORKERS = 1
+#: Part (5): one server of this many workers, as ``WEB_CONCURRENCY`` runs it in production.
+WORKER_COUNTS = (2, 4)
 HEARTBEAT_S = 15  # the production default of OMNICARD_EVENTS_HEARTBEAT_S, left as it is
 
 TOP_UP_MINOR = 500  # the smallest top-up the app allows: a card takes ~100 of them
@@ -347,6 +353,11 @@ def top_ups_per_watched_shopper(settings: Settings) -> dict[str, int]:
         "capacity": WARMUP_TOP_UPS + settings.capacity_top_ups,
         # Through each of the two servers: one to start the first's hub, then the runs.
         "cross": settings.runs * (1 + 2 * per_run),
+        **{
+            f"workers_{w}_{n}": settings.runs * per_run
+            for w in WORKER_COUNTS
+            for n in settings.subscriber_counts
+        },
     }
 
 
@@ -441,14 +452,17 @@ class TopUpsHere:
         self.waker.close()
 
 
-def top_up_over_http(port: int, till: Till, card_id: int) -> tuple[int, Moment, Moment]:
-    """A top-up at the till through a server's API. Returns its id, when the request was
-    sent and when its 201 came back (the server commits before it answers)."""
+def top_up_over_http(
+    port: int, till: Till, card_id: int, key: str | None = None
+) -> tuple[int, Moment, Moment]:
+    """A top-up at the till through a server's API, on a connection of its own (so that any of
+    the server's workers may take it). Returns its id, when the request was sent and when its
+    201 came back (the server commits before it answers)."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     body = json.dumps({"amount": {"amount": TOP_UP_MINOR, "currency": "USD"}, "tender": "cash"})
     headers = {
         "Authorization": f"Bearer {till.cashier_token}", "Content-Type": "application/json",
-        "Idempotency-Key": uuid.uuid4().hex,
+        "Idempotency-Key": key or uuid.uuid4().hex,
     }  # fmt: skip
     connection.connect()  # a connection of its own, opened before the clock starts
     sent_at = Moment.now()
@@ -467,20 +481,22 @@ def newest_position(engine: Engine) -> int:
         return c.scalar(select(func.coalesce(func.max(Event.position), 0)))
 
 
-def wait_for_sequencer(engine: Engine, server: Server, timeout_s: float = 30.0) -> None:
+def wait_for_sequencer(engine: Engine, server: Server, timeout_s: float = 30.0) -> int:
     """Until ``server``'s event hub holds the sequencer's advisory lock: not just any hub (the
-    backend of a server stopped a moment ago may still hold it, and let go of it later)."""
+    backend of a server stopped a moment ago may still hold it, and let go of it later).
+    Returns the process id of the worker that holds it."""
     holders = text(
         "SELECT a.client_port FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-        "WHERE l.locktype = 'advisory' AND l.granted AND l.objid::bigint = :key "
-        "AND a.datname = current_database()"
+        "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 "
+        "AND l.objid::bigint = :key AND l.objsubid = 1 AND a.datname = current_database()"
     )
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         with engine.connect() as c:
             ports = set(c.scalars(holders, {"key": SEQUENCER_LOCK}))
-        if ports & server.local_ports():
-            return
+        for pid in server.worker_pids():
+            if ports & local_tcp_ports(pid):
+                return pid
         time.sleep(0.05)
     raise RuntimeError(f"the server on port {server.port} did not become the sequencer")
 
@@ -509,7 +525,9 @@ def local_tcp_ports(pid: int) -> set[int]:
 class Server:
     """``gunicorn -c gunicorn.conf.py wsgi:app`` (gevent) on a free port of 127.0.0.1."""
 
-    def __init__(self, url: str, log_dir: Path, workers: int = SERVER_WORKERS):
+    def __init__(
+        self, url: str, log_dir: Path, workers: int = SERVER_WORKERS, *, access_log: bool = False
+    ):
         self.port = free_port()
         self.workers = workers
         environment = dict(
@@ -518,10 +536,17 @@ class Server:
             OMNICARD_EVENTS_HEARTBEAT_S=str(HEARTBEAT_S),
         )  # fmt: skip
         environment.pop("OMNICARD_ACCESS_LOG", None)
+        command = GUNICORN
+        #: Each request's worker and ``Idempotency-Key``, if asked for (see ``worker_of``).
+        self.access_log_path = log_dir / f"access-{self.port}.log" if access_log else None
+        if self.access_log_path is not None:
+            environment["OMNICARD_ACCESS_LOG"] = str(self.access_log_path)
+            command = [*GUNICORN[:-1], "--access-logformat", "%(p)s %({idempotency-key}i)s",
+                       GUNICORN[-1]]  # fmt: skip
         self.log_path = log_dir / f"gunicorn-{self.port}.log"
         self.log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            GUNICORN, cwd=ROOT, env=environment, stdout=self.log, stderr=subprocess.STDOUT
+            command, cwd=ROOT, env=environment, stdout=self.log, stderr=subprocess.STDOUT
         )
         try:
             self._wait_until_serving()
@@ -557,6 +582,22 @@ class Server:
 
     def cpu_seconds(self) -> float:
         return sum(cpu_seconds(pid) for pid in self.worker_pids())
+
+    def worker_of(self, keys: set[str], timeout_s: float = 30.0) -> dict[str, int]:
+        """The process id of the worker that answered each request, by its idempotency key,
+        from the access log (a worker writes a request's line just after answering it)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            found = {}
+            for line in self.access_log_path.read_text().splitlines():
+                pid, _, key = line.partition(" ")
+                if key in keys:
+                    found[key] = int(pid.strip("<>"))
+            if len(found) == len(keys):
+                return found
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{len(keys) - len(found)} requests not in the access log")
+            time.sleep(0.05)
 
     def local_ports(self) -> set[int]:
         return set().union(*(local_tcp_ports(pid) for pid in self.worker_pids()))
@@ -1615,11 +1656,88 @@ def cross_runs(bench: Bench) -> list[CrossRun]:
 
 
 # --------------------------------------------------------------------------------------------
+# (5) one server of several workers
+
+
+@dataclass(frozen=True)
+class WorkersRun:
+    from_answer: Delays  # t0: the top-up's 201
+    from_request: Delays  # t0: the request's sending
+    reached_from_answer: Delays  # until the bytes reached the sockets
+    #: From the 201, by the worker that took the top-up: "sequencer", "worker 2", ...
+    by_worker: dict[str, Delays]
+
+
+def measure_workers(bench: Bench, workers: int, streams: int) -> WorkersRun:
+    watched = f"workers_{workers}_{streams}"
+    shopper = bench.fixtures.watched[watched]
+    till = bench.fixtures.top_up_till
+    keys: dict[int, str] = {}  # top-up id: its idempotency key
+
+    def commit() -> tuple[int, dict[str, Moment]]:
+        key = uuid.uuid4().hex
+        top_up_id, sent_at, answered_at = top_up_over_http(
+            server.port, till, bench.fixtures.next_card(watched), key
+        )
+        keys[top_up_id] = key
+        return top_up_id, {"sent": sent_at, "answered": answered_at}
+
+    with (
+        Server(bench.url, bench.log_dir, workers, access_log=True) as server,
+        Subscribers() as subscribers,
+    ):
+        # Each stream on a connection of its own: the kernel spreads them over the workers.
+        subscribers.open(server.port, [shopper.token], streams)
+        sequencer = wait_for_sequencer(bench.engine, server)
+        subscribers.announce_at(streams)
+        timed_top_ups(subscribers, WARMUP_TOP_UPS, commit, PAUSE_S)
+        subscribers.reset()
+        wait_for_quiet_machine()
+        moments = timed_top_ups(subscribers, bench.settings.top_ups, commit, PAUSE_S)
+        arrivals = subscribers.arrivals()
+        took = server.worker_of({keys[top_up_id] for top_up_id in moments})
+        others = sorted(set(server.worker_pids()) - {sequencer})
+    names = {sequencer: "sequencer", **{pid: f"worker {n}" for n, pid in enumerate(others, 2)}}
+    by_worker: dict[str, dict[int, dict[str, Moment]]] = defaultdict(dict)
+    for top_up_id, when in moments.items():
+        by_worker[names[took[keys[top_up_id]]]][top_up_id] = when
+    return WorkersRun(
+        from_answer=delays(moments, "answered", arrivals),
+        from_request=delays(moments, "sent", arrivals),
+        reached_from_answer=delays(moments, "answered", arrivals, until="received"),
+        by_worker={
+            name: delays(by_worker[name], "answered", arrivals)
+            for name in sorted(by_worker, key=lambda n: (n != "sequencer", n))
+        },
+    )
+
+
+def workers_runs(bench: Bench) -> dict[tuple[int, int], list[WorkersRun]]:
+    found = {}
+    for workers in WORKER_COUNTS:
+        for streams in bench.settings.subscriber_counts:
+            print(f"\n(5) one server of {workers} workers, {streams:,} streams of one shopper; "
+                  "top-ups through its HTTP API")  # fmt: skip
+            runs = found[workers, streams] = []
+            for run in range(1, bench.settings.runs + 1):
+                measured = undisturbed(
+                    lambda w=workers, n=streams: measure_workers(bench, w, n),
+                    bench.settings.patient,
+                )
+                runs.append(measured)
+                print(f"  run {run} (from the 201): {measured.from_answer.summary()}")
+                print(f"    from the request: {measured.from_request.summary()}")
+                for name, by in measured.by_worker.items():
+                    print(f"    taken by the {name} ({len(by.last_ms)} top-ups): {by.summary()}")
+    return found
+
+
+# --------------------------------------------------------------------------------------------
 # The whole run
 
 
 #: The measurements, in the order they run; ``--only`` picks some.
-PARTS = ("latency", "capacity", "sales", "cross")
+PARTS = ("latency", "capacity", "sales", "cross", "workers")
 
 
 @dataclass
@@ -1632,6 +1750,8 @@ class Results:
     #: Part (2) again, on and off alternating every slice of one run: the verdict.
     interleaved: Any = None  # bench.sales_interleaved.Interleaved
     cross: list[CrossRun] = field(default_factory=list)
+    #: By (workers, streams).
+    workers: dict[tuple[int, int], list[WorkersRun]] = field(default_factory=dict)
 
     def sales_per_second(self, events: bool) -> float:
         return median(self.sales[events], lambda r: r.per_second)
@@ -1658,6 +1778,15 @@ def verdicts(results: Results) -> list[Verdict]:
             found.append(Verdict(
                 f"(1) latency p99, COMMIT to the last of {streams:,} streams",
                 f"≤ {most_ms:.0f} ms", f"{p99:.1f} ms", p99 <= most_ms,
+            ))  # fmt: skip
+    for (workers, streams), runs in results.workers.items():
+        most_ms = {100: 10.0, 1_000: 50.0}.get(streams)
+        if most_ms is not None:
+            p99 = median(runs, lambda r: r.from_answer.last_p99)
+            found.append(Verdict(
+                f"(5) latency p99, the top-up's 201 to the last of {streams:,} streams, one "
+                f"server of {workers} workers", f"≤ {most_ms:.0f} ms", f"{p99:.1f} ms",
+                p99 <= most_ms,
             ))  # fmt: skip
     if (interleaved := results.interleaved) is not None:
         found.append(Verdict(
@@ -1698,6 +1827,8 @@ def run_everything(
             results.interleaved = interleaved_run(settings)
         if "cross" in parts:
             results.cross = cross_runs(bench)
+        if "workers" in parts:
+            results.workers = workers_runs(bench)
         print()
         verify_ledger(url)
     finally:
@@ -1741,6 +1872,11 @@ def print_summary(results: Results) -> None:
         p50 = median(results.cross, lambda r, k=key: r.from_answer[k].p50)
         p99 = median(results.cross, lambda r, k=key: r.from_answer[k].p99)
         print(f"  (4) {title}: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+    for (workers, streams), runs in results.workers.items():
+        p50 = median(runs, lambda r: r.from_answer.p50)
+        p99 = median(runs, lambda r: r.from_answer.last_p99)
+        print(f"  (5) {workers} workers, {streams:,} streams: from the 201 p50 {p50:.1f} ms, "
+              f"to the last stream p99 {p99:.1f} ms")  # fmt: skip
     print("targets:")
     for verdict in verdicts(results):
         print(f"  {verdict.title}: {verdict.measured} (required {verdict.required}) "
@@ -1786,6 +1922,7 @@ def write_doc(path: Path, results: Results, machine: dict[str, str], settings: S
         *sales_section(results),
         *capacity_section(results),
         *cross_section(results),
+        *workers_section(results),
         "## Targets",
         "",
         "| Target | Required | Measured | Verdict |",
@@ -1878,6 +2015,15 @@ def method_section(settings: Settings) -> list[str]:
         "has come back: a little after the COMMIT (the gap is at most the answer's way back, "
         "a fraction of a millisecond); from the moment the request was sent is given too, as "
         "an upper bound.",
+        "",
+        f"**(5) One server of several workers.** One gunicorn server with `WEB_CONCURRENCY` "
+        f"{' and '.join(map(str, WORKER_COUNTS))}; that many streams of one shopper as in (1), "
+        "each on its own connection, so that the kernel spreads them over the workers as it "
+        "spreads clients. Top-ups through the server's API as in (4), each on a connection of "
+        "its own, so that they too land on every worker; gunicorn's access log names the "
+        "worker that took each (by its idempotency key), and the bench finds the sequencing "
+        "worker from the lock's holder in `pg_locks`. Paced and timed as in (4), from the 201 "
+        "(the targets of (1) are judged on it) and from the request's sending.",
         "",
         "Latency and sales figures are medians over the runs "
         f"({settings.runs} of each), each run's own figure listed after it.",
@@ -2040,6 +2186,39 @@ def cross_section(results: Results) -> list[str]:
     ]
 
 
+def workers_section(results: Results) -> list[str]:
+    lines = [
+        "## (5) One server of several workers",
+        "",
+        "| Workers | Streams | Took the top-up | Top-ups | From the 201: p50 | p99 | to the last "
+        "stream p99 | max | From the request: to the last stream p99 |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for (workers, streams), runs in results.workers.items():
+
+        def cell(pick: Callable[[WorkersRun], float], runs=runs) -> str:
+            return f"{median(runs, pick):.1f} ms"
+
+        lines.append(
+            f"| {workers} | {streams:,} | any | {len(runs[0].from_answer.last_ms)} per run "
+            f"| {cell(lambda r: r.from_answer.p50)} | {cell(lambda r: r.from_answer.p99)} "
+            f"| {cell(lambda r: r.from_answer.last_p99)} "
+            f"| {cell(lambda r: max(r.from_answer.last_ms))} "
+            f"| {cell(lambda r: r.from_request.last_p99)} |"
+        )
+        for name in runs[0].by_worker:
+            taken = [r.by_worker[name] for r in runs if name in r.by_worker]
+            p50 = statistics.median(d.p50 for d in taken)
+            p99 = statistics.median(d.p99 for d in taken)
+            last = statistics.median(d.last_p99 for d in taken)
+            most = statistics.median(max(d.last_ms) for d in taken)
+            lines.append(
+                f"| | | {name} | {sum(len(d.last_ms) for d in taken)} (all runs) | {p50:.1f} ms "
+                f"| {p99:.1f} ms | {last:.1f} ms | {most:.1f} ms | |"
+            )
+    return [*lines, ""] if results.workers else []
+
+
 def kept_analysis(old: str) -> str:
     """The hand-written analysis of the part being replaced, if it has one."""
     if ANALYSIS_BEGIN in old and ANALYSIS_END in old:
@@ -2079,6 +2258,15 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         help="measure only this part (may be repeated); writes no doc",
     )  # fmt: skip
     parser.add_argument(
+        "--runs", type=int,
+        help="runs of each measurement (default: 3, or 1 with --quick); the figures are medians",
+    )  # fmt: skip
+    parser.add_argument(
+        "--no-wait", action="store_true",
+        help="measure even while other benchmarks or test runs share the machine (the figures "
+        "then measure them too); a full run waits for them otherwise",
+    )  # fmt: skip
+    parser.add_argument(
         "--doc", type=Path,
         help=f"where to write the report (default: {DEFAULT_DOC.relative_to(ROOT)} for a full "
         "run; none for --quick, so a sanity check never replaces the published figures)",
@@ -2092,6 +2280,10 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     arguments = parse_arguments(argv)
     settings = QUICK if arguments.quick else FULL
+    if arguments.no_wait:
+        settings = replace(settings, patient=False)
+    if arguments.runs:
+        settings = replace(settings, runs=arguments.runs)
     parts = tuple(arguments.only or PARTS)
     doc = arguments.doc or (None if arguments.quick or arguments.only else DEFAULT_DOC)
     raise_open_files_limit()

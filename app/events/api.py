@@ -174,6 +174,14 @@ def write_streams_directly(app: Flask) -> None:
     app.extensions["omnicard.events"]["direct"] = True
 
 
+def close_streams(app: Flask) -> None:
+    """For a server that is shutting down: end this process's streams now (see
+    ``EventHub.close_streams``)."""
+    event_hub = app.extensions["omnicard.events"]["hub"]
+    if event_hub is not None:
+        event_hub.close_streams()
+
+
 def live_socket(app: Flask, environ: dict) -> LiveSocket | None:
     """The stream's connection, for writing to directly, where the server allows it (see
     ``write_streams_directly``; no other server is known to: there every write goes through

@@ -252,10 +252,15 @@ class Fanout:
         self.lock = threading.Lock()  # guards the audience
         #: The position of the last event handed out (or the start, when the first opened).
         self.last_position = 0
+        #: Set by ``close_all(for_good=True)``: the server is shutting down.
+        self.closed_for_good = False
 
     def add(self, sub: Subscriber, *, first: Callable[[], None]) -> None:
-        """Open ``sub``; ``first`` runs before it if no other stream is open."""
+        """Open ``sub``; ``first`` runs before it if no other stream is open. Once closed for
+        good, a new stream is closed at once: it ends as soon as it has replayed."""
         with self.lock:
+            if self.closed_for_good:
+                sub.close()
             if not self.audience.all:
                 first()
             self.audience.add(sub)
@@ -276,8 +281,10 @@ class Fanout:
         with self.lock:
             return [s for s in self.audience.all if s.idle_for(now) >= heartbeat_s]
 
-    def close_all(self) -> None:
+    def close_all(self, *, for_good: bool = False) -> None:
+        """End every open stream (and, ``for_good``, every one that opens from now on)."""
         with self.lock:
+            self.closed_for_good = self.closed_for_good or for_good
             for sub in self.audience.all:
                 sub.close()
 

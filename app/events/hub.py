@@ -125,6 +125,13 @@ class EventHub:
         if self.election is not None:
             self.election.close()
 
+    def close_streams(self) -> None:
+        """The server is shutting down: end every open stream now, and any that opens from now
+        on as soon as it has replayed (its client resumes from its ``Last-Event-ID``, on
+        another server or this one's successor). The hub itself goes on sequencing, for the
+        requests that are still finishing."""
+        self.fanout.close_all(for_good=True)
+
     @property
     def audience(self) -> Audience:
         """The streams open in this process (the fan-out's)."""

@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from werkzeug.serving import make_server
@@ -248,11 +249,22 @@ def live(database_url, committed, hub_here, live_config):
 class ServerProcess:
     """An app process of its own, as on another machine sharing the one database: the
     embedded server (``tests/events/server.py``), or with ``production=True`` gunicorn as the
-    README runs it (``gunicorn.conf.py``: one gevent worker here)."""
+    README runs it (``gunicorn.conf.py``: one gevent worker unless told more, and ``settings``
+    on top of the tests' own). Gunicorn's access log, if asked for, names for each request
+    the worker process that answered it and the request's ``Idempotency-Key``."""
 
-    def __init__(self, database_url: str, *, production: bool = False):
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        production: bool = False,
+        workers: int = 1,
+        settings: dict[str, str] | None = None,
+        access_log: Path | None = None,
+    ):
         env = dict(os.environ, DATABASE_URL=database_url, PYTHONPATH=str(ROOT))
         self.production = production
+        self.access_log = access_log
         if not production:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "tests.events.server"], cwd=ROOT, env=env,
@@ -263,13 +275,17 @@ class ServerProcess:
             return
         self.port = free_port()
         env |= {
-            "OMNICARD_BIND": f"127.0.0.1:{self.port}", "WEB_CONCURRENCY": "1",
+            "OMNICARD_BIND": f"127.0.0.1:{self.port}", "WEB_CONCURRENCY": str(workers),
             "OMNICARD_EVENTS_HEARTBEAT_S": "1", "OMNICARD_EVENTS_POLL_S": "60",
             "OMNICARD_ARGON2_TIME_COST": "1", "OMNICARD_ARGON2_MEMORY_KIB": "1024",
-        }  # fmt: skip
+        } | (settings or {})  # fmt: skip
+        logging = []
+        if access_log is not None:
+            env["OMNICARD_ACCESS_LOG"] = str(access_log)
+            logging = ["--access-logformat", "%(p)s %({idempotency-key}i)s"]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"], cwd=ROOT,
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", *logging, "wsgi:app"],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         self._wait_until_serving()
 
@@ -288,15 +304,29 @@ class ServerProcess:
                 conn.close()
         raise TimeoutError("the server did not start serving")
 
-    def post(self, path: str, token: str, body: dict) -> tuple[int, dict]:
+    def post(self, path: str, token: str, body: dict, key: str | None = None) -> tuple[int, dict]:
+        """On a connection of its own (so that any of the server's workers may take it)."""
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
         conn.request("POST", path, body=json.dumps(body), headers={
             "Authorization": f"Bearer {token}", "Content-Type": "application/json",
-            "Idempotency-Key": uuid.uuid4().hex})  # fmt: skip
+            "Idempotency-Key": key or uuid.uuid4().hex})  # fmt: skip
         response = conn.getresponse()
         answer = (response.status, json.loads(response.read()))
         conn.close()
         return answer
+
+    def workers_by_key(self, keys: int) -> dict[str, str]:
+        """The worker process that answered each request, by its ``Idempotency-Key``, once the
+        access log holds ``keys`` of them (a worker logs a request after answering it)."""
+        answered: dict[str, str] = {}
+
+        def logged() -> bool:
+            lines = self.access_log.read_text().splitlines()
+            answered.update(line.split(" ")[::-1] for line in lines if not line.endswith(" -"))
+            return len(answered) >= keys
+
+        wait_until(logged)
+        return answered
 
     def kill(self) -> None:
         self.process.kill()
@@ -345,11 +375,19 @@ def is_sale(balance: int):
 
 
 @pytest.fixture
+def postgresql_only(db_kind):
+    """For tests of several processes or deployments on one PostgreSQL server (SQLite serves
+    one process, from a file of its own)."""
+    if db_kind != "postgresql":
+        pytest.skip("several processes share a PostgreSQL server; SQLite serves one process")
+
+
+@pytest.fixture
 def processes(database_url):
     started: list[ServerProcess] = []
 
-    def start(production: bool = False) -> ServerProcess:
-        started.append(ServerProcess(database_url, production=production))
+    def start(production: bool = False, url: str | None = None, **options) -> ServerProcess:
+        started.append(ServerProcess(url or database_url, production=production, **options))
         return started[-1]
 
     yield start
@@ -392,6 +430,23 @@ class ChunkedReader:
         while not (seen := sse_events(body)) or seen[-1]["id"] < last_id:
             body += self.chunk()
         return seen
+
+
+def open_stream(
+    port: int, token: str, version: str, last_event_id: int
+) -> tuple[dict[str, str], ChunkedReader]:
+    """``GET /v1/events`` in that version of HTTP: the response's headers, and its body."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(f"GET /v1/events {version}\r\nHost: omnicard\r\n"
+                 f"Authorization: Bearer {token}\r\n"
+                 f"Last-Event-ID: {last_event_id}\r\n\r\n".encode())  # fmt: skip
+    body = ChunkedReader(sock)
+    assert body.fp.readline().split()[1] == b"200"
+    headers = {}
+    while (line := body.fp.readline().decode().strip()) != "":
+        name, _, value = line.partition(": ")
+        headers[name.lower()] = value
+    return headers, body
 
 
 def connected_pair(buffer_bytes: int) -> tuple[socket.socket, socket.socket]:

@@ -19,18 +19,12 @@ from app.events.outbox import emit, waiting_in_outbox
 from tests.conftest import DEFAULT_POSTGRES
 from tests.events.conftest import is_sale, sale_body, wait_until
 
-pytestmark = pytest.mark.concurrent
+pytestmark = [pytest.mark.concurrent, pytest.mark.usefixtures("postgresql_only")]
 
 
 @pytest.fixture
 def hub_here():
     return False  # only the server processes run hubs, so one of them sequences
-
-
-@pytest.fixture(autouse=True)
-def postgresql_only(db_kind):
-    if db_kind != "postgresql":
-        pytest.skip("several processes share one PostgreSQL; SQLite serves one process")
 
 
 @pytest.fixture

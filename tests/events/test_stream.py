@@ -201,3 +201,19 @@ def test_a_stream_the_hub_writes_to_directly_can_stall_and_still_loses_nothing(l
     assert not serving.is_alive() and sub not in event_hub.fanout.audience.all
     server_end.close()
     steady.close()
+
+
+def test_when_the_server_shuts_down_open_streams_end_and_new_ones_end_after_their_replay(
+    live, shop
+):
+    """What ``gunicorn.conf.py`` does at SIGTERM: the clients resume elsewhere."""
+    opened = live.stream(shop["token"], last_event_id=0)
+    assert opened.until(lambda e: e.type == "top_up.settled")
+    live.app.extensions["omnicard.events"]["hub"].close_streams()
+    with pytest.raises(ConnectionError, match="stream closed"):
+        opened.next()
+    late = live.stream(shop["token"], last_event_id=0)  # say, on a kept-alive connection
+    assert [e.type for e in late.until(lambda e: e.type == "top_up.settled")] == [
+        "card.balance_changed", "top_up.settled"]  # fmt: skip
+    with pytest.raises(ConnectionError, match="stream closed"):
+        late.next()
