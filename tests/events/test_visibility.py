@@ -31,10 +31,16 @@ pytestmark = pytest.mark.concurrent
 WATCHED_FOR = timedelta(minutes=30)
 
 
+def register_device(live, admin, store, kind: str) -> dict:
+    body = {"store_id": store["id"], "kind": kind, "name": kind}
+    response = live.call("POST", "/v1/admin/devices", admin, body, key=False)
+    assert response.status_code == 201, response.json
+    return response.json
+
+
 def second_till(live, admin, store) -> str:
     """Another POS terminal in ``store``, with its own cashier signed in: the session's token."""
-    device = live.call("POST", "/v1/admin/devices", admin,
-                       {"store_id": store["id"], "kind": "pos", "name": "Till 2"}, key=False).json
+    device = register_device(live, admin, store, "pos")
     code = uuid.uuid4().hex[:6]
     with live.app.app_context():
         cashier = create_staff(
@@ -101,9 +107,7 @@ def test_each_caller_sees_exactly_its_own_events_live_and_from_last_event_id_0(l
     store_a, _, a1 = live.till(admin)
     a2 = second_till(live, admin, store_a)
     _, _, b1 = live.till(admin)
-    kiosk = live.call("POST", "/v1/admin/devices", admin,
-                      {"store_id": store_a["id"], "kind": "kiosk", "name": "Kiosk"}, key=False)
-    kiosk = kiosk.json  # fmt: skip
+    kiosk = register_device(live, admin, store_a, "kiosk")
     live.product(admin, "LATTE", 450)
     ada_token, ada = live.shopper("Ada")
     grace_token, grace = live.shopper("Grace")
@@ -115,8 +119,8 @@ def test_each_caller_sees_exactly_its_own_events_live_and_from_last_event_id_0(l
                                  key=False)  # fmt: skip
 
     def phone_top_up(token, card_id):
-        return lambda: live.call("POST", f"/v1/cards/{card_id}/top-ups", token, {
-            "amount": {"amount": 1_000, "currency": "USD"}, "payment_token": "tok_visa"})  # fmt: skip
+        body = {"amount": {"amount": 1_000, "currency": "USD"}, "payment_token": "tok_visa"}
+        return lambda: live.call("POST", f"/v1/cards/{card_id}/top-ups", token, body)
 
     def kiosk_tap():  # no request of the API's names a kiosk yet: written as its taps will be
         with live.app.app_context():
