@@ -477,14 +477,22 @@ def test_malformed_json_is_refused(api, db, shopper):
     assert top_ups_of(db, card_id) == []
 
 
-def test_refused_top_up_frees_its_key_for_a_corrected_retry(api, shopper):
+def test_refused_top_up_frees_its_key_for_a_corrected_retry(api, db, shopper):
     token, card_id = shopper
     refused = top_up(api, token, card_id, MINIMUM - 1, key="k-1")
     assert refused.status_code == 422
-    retried = top_up(api, token, card_id, MINIMUM - 1, key="k-1")
-    assert retried.status_code == 422
-    assert error_code(retried) == "amount_out_of_range"
+    assert error_code(refused) == "amount_out_of_range"
     assert card_balance(api, token, card_id) == 0
+    assert top_ups_of(db, card_id) == []
+    # The same key, the amount corrected: a new request, not a reuse of the refused one's key.
+    corrected = top_up(api, token, card_id, MINIMUM, key="k-1")
+    assert corrected.status_code == 201, corrected.json
+    replayed = top_up(api, token, card_id, MINIMUM, key="k-1")
+    assert replayed.status_code == 201
+    assert replayed.headers["Idempotent-Replayed"] == "true"
+    assert replayed.json == corrected.json
+    assert card_balance(api, token, card_id) == MINIMUM
+    assert [row.amount_minor for row in top_ups_of(db, card_id)] == [MINIMUM]
 
 
 # -- cash or a bank card at the till ---------------------------------------------------------
