@@ -45,16 +45,16 @@ SOURCES = [Spec("USD", hot=True), Spec("STAR")]
 MISSING = "missing"
 
 #: Amounts in hundreds from a small range, so that postings land exactly on a limit often.
-hundreds = st.integers(-20, 20).map(lambda n: n * 100)
+hundreds = st.integers(-6, 6).map(lambda n: n * 100)
 
 
 @st.composite
 def account_specs(draw) -> Spec:
     unit = draw(st.sampled_from(UNITS))
     if draw(st.integers(0, 3)) == 0:  # a hot account: spread over shards, never refuses
-        return Spec(unit, hot=True, opening=draw(st.integers(0, 20)) * 100)
-    max_balance = draw(st.none() | st.integers(0, 20).map(lambda n: n * 100))
-    opening = draw(st.integers(0, 20)) * 100
+        return Spec(unit, hot=True, opening=draw(st.integers(0, 6)) * 100)
+    max_balance = draw(st.none() | st.integers(0, 8).map(lambda n: n * 100))
+    opening = draw(st.integers(0, 6)) * 100
     if max_balance is not None:
         opening = min(opening, max_balance)
     return Spec(unit, no_negative=draw(st.booleans()), max_balance=max_balance,
