@@ -27,6 +27,7 @@ from app.core.db import database
 from app.ledger import services as ledger
 from app.ledger.verify import verify
 from app.models import metadata
+from tests.snapshot import snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -163,13 +164,27 @@ def make_account(db):
 
 
 class Api:
-    """Real HTTP through the Flask test client, with a token and an Idempotency-Key."""
+    """Real HTTP through the Flask test client, with a token and an Idempotency-Key.
 
-    def __init__(self, client):
+    Given the test's session (``db``), it checks every refusal: a request answered 4xx must
+    leave every row of the database as it was. Failed attempts at a credential are counted on
+    purpose (the throttle's own tests check them); any other refusal that is meant to write
+    something (a declined payment is recorded) says so with ``refusal_writes=True``, and its
+    test checks what was written.
+    """
+
+    #: Tables a refusal writes to by design.
+    REFUSALS_WRITE_TO = frozenset({"failed_attempts"})
+
+    def __init__(self, client, db: Session | None = None):
         self.client = client
+        self.db = db
         self.keys = iter(range(1, 10**9))
 
-    def call(self, method, path, *, token=None, json=None, key="auto", headers=None, **kw):
+    def call(
+        self, method, path, *, token=None, json=None, key="auto", headers=None,
+        refusal_writes=False, **kw,
+    ):  # fmt: skip
         headers = dict(headers or {})
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -177,7 +192,17 @@ class Api:
             key = f"test-key-{next(self.keys)}-{uuid.uuid4().hex[:8]}"
         if key and key != "auto":
             headers["Idempotency-Key"] = key
-        return self.client.open(path, method=method, json=json, headers=headers, **kw)
+        before = None if self.db is None or refusal_writes else self._rows()
+        response = self.client.open(path, method=method, json=json, headers=headers, **kw)
+        if before is not None and 400 <= response.status_code < 500:
+            assert self._rows() == before, (
+                f"{method} {path} was refused ({response.status_code}) and yet changed the "
+                f"database: {response.get_json()}"
+            )
+        return response
+
+    def _rows(self):
+        return snapshot(self.db, leave_out=self.REFUSALS_WRITE_TO)
 
     def get(self, path, **kw):
         return self.call("GET", path, **kw)
@@ -196,8 +221,8 @@ class Api:
 
 
 @pytest.fixture
-def api(client):
-    return Api(client)
+def api(client, db):
+    return Api(client, db)
 
 
 class World:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -221,12 +222,17 @@ def _post_here(session: Session, legs: Sequence[Leg], context: dict) -> dict:
     time, so the locks are the database's own write lock)."""
     net = net_by_account(legs)
     found = {row.id: row for row in session.execute(_LOAD, {"ids": list(net)})}
+    # Account by account in id order, as ledger_post() does: a posting wrong in two ways is
+    # refused for the same one on either database.
+    units: dict[int, set[str]] = defaultdict(set)
     for leg in legs:
-        account = found.get(leg.account_id)
+        units[leg.account_id].add(leg.unit)
+    for account_id in net:
+        account = found.get(account_id)
         if account is None:
-            return {"error": "account_not_found", "details": {"account_id": leg.account_id}}
-        if account.unit != leg.unit:
-            details = {"account_id": leg.account_id, "account_unit": account.unit}
+            return {"error": "account_not_found", "details": {"account_id": account_id}}
+        if units[account_id] != {account.unit}:
+            details = {"account_id": account_id, "account_unit": account.unit}
             return {"error": "unit_mismatch", "details": details}
 
     # Accounts that can refuse go first, in account-id order (the one locking order); if one

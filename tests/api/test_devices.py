@@ -24,6 +24,8 @@ def test_only_admins_deactivate_devices_and_unknown_ones_are_404(world, api):
     for token, status in ((None, 401), (shopper, 403), (cashier_token, 403)):
         response = api.post(f"/v1/admin/devices/{device.id}/deactivate", token=token, key=None)
         assert response.status_code == status
+    # The device still works: its cashier's session is still good.
+    assert api.get("/v1/sales/987654", token=cashier_token).status_code == 404
     missing = api.post("/v1/admin/devices/987654/deactivate", token=world.admin_token(), key=None)
     assert missing.status_code == 404
     assert missing.json["error"]["code"] == "device_not_found"

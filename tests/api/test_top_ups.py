@@ -179,7 +179,9 @@ def test_top_up_that_fills_the_card_exactly_to_its_maximum_is_accepted(api, worl
 
 def test_declined_card_answers_402_payment_declined_and_moves_nothing(api, db, shopper):
     token, card_id = shopper
-    response = top_up(api, token, card_id, 2_000, payment_token="tok_chargeDeclined")
+    response = top_up(
+        api, token, card_id, 2_000, payment_token="tok_chargeDeclined", refusal_writes=True
+    )
     assert response.status_code == 402
     assert error_code(response) == "payment_declined"
     assert response.json["error"]["details"]["decline_code"] == "card_declined"
@@ -192,21 +194,27 @@ def test_declined_card_answers_402_payment_declined_and_moves_nothing(api, db, s
 
 def test_retrying_a_declined_top_up_with_the_same_key_answers_the_same_decline(api, db, shopper):
     token, card_id = shopper
-    first = top_up(api, token, card_id, 2_000, payment_token="tok_chargeDeclined", key="k-dec")
-    again = top_up(api, token, card_id, 2_000, payment_token="tok_chargeDeclined", key="k-dec")
+    declined = {"payment_token": "tok_chargeDeclined", "key": "k-dec"}
+    # The decline is recorded; the retry writes nothing.
+    first = top_up(api, token, card_id, 2_000, **declined, refusal_writes=True)
+    again = top_up(api, token, card_id, 2_000, **declined)
     assert first.status_code == again.status_code == 402
     assert again.json == first.json
     assert len(top_ups_of(db, card_id)) == 1
     assert card_balance(api, token, card_id) == 0
 
 
-def test_unknown_payment_token_is_declined_as_invalid_payment_token(api, shopper):
+def test_unknown_payment_token_is_declined_as_invalid_payment_token(api, db, shopper):
     token, card_id = shopper
-    response = top_up(api, token, card_id, 2_000, payment_token="tok_madeUp")
+    response = top_up(api, token, card_id, 2_000, payment_token="tok_madeUp", refusal_writes=True)
     assert response.status_code == 402
     assert error_code(response) == "payment_declined"
     assert response.json["error"]["details"]["decline_code"] == "invalid_payment_token"
     assert card_balance(api, token, card_id) == 0
+    assert [(t.status, t.decline_code) for t in top_ups_of(db, card_id)] == [
+        ("declined", "invalid_payment_token")
+    ]
+    assert postings_on(db, card_account(db, card_id)) == 0
 
 
 def test_shopper_cannot_top_up_another_shoppers_card(api, world, db, shopper):
@@ -329,7 +337,10 @@ def test_pending_top_up_the_card_can_no_longer_take_is_not_loaded(api, world, db
     top_up(api, token, card_id, 10_000, payment_token="tok_timeout", key="k-t")
     world.load(card_id, 25_000, cashier)
     world.load(card_id, 20_000, cashier)
-    retry = top_up(api, token, card_id, 10_000, payment_token="tok_timeout", key="k-t")
+    # The pending top-up is settled, as declined.
+    retry = top_up(
+        api, token, card_id, 10_000, payment_token="tok_timeout", key="k-t", refusal_writes=True
+    )
     assert retry.status_code == 409
     assert error_code(retry) == "top_up_not_loaded"
     assert card_balance(api, token, card_id) == 45_000
@@ -477,14 +488,22 @@ def test_malformed_json_is_refused(api, db, shopper):
     assert top_ups_of(db, card_id) == []
 
 
-def test_refused_top_up_frees_its_key_for_a_corrected_retry(api, shopper):
+def test_refused_top_up_frees_its_key_for_a_corrected_retry(api, db, shopper):
     token, card_id = shopper
     refused = top_up(api, token, card_id, MINIMUM - 1, key="k-1")
     assert refused.status_code == 422
-    retried = top_up(api, token, card_id, MINIMUM - 1, key="k-1")
-    assert retried.status_code == 422
-    assert error_code(retried) == "amount_out_of_range"
+    assert error_code(refused) == "amount_out_of_range"
     assert card_balance(api, token, card_id) == 0
+    assert top_ups_of(db, card_id) == []
+    # The same key, the amount corrected: a new request, not a reuse of the refused one's key.
+    corrected = top_up(api, token, card_id, MINIMUM, key="k-1")
+    assert corrected.status_code == 201, corrected.json
+    replayed = top_up(api, token, card_id, MINIMUM, key="k-1")
+    assert replayed.status_code == 201
+    assert replayed.headers["Idempotent-Replayed"] == "true"
+    assert replayed.json == corrected.json
+    assert card_balance(api, token, card_id) == MINIMUM
+    assert [row.amount_minor for row in top_ups_of(db, card_id)] == [MINIMUM]
 
 
 # -- cash or a bank card at the till ---------------------------------------------------------

@@ -145,17 +145,20 @@ class Live:
             session().commit()
             return token
 
-    def till(self, admin):
+    def till(self, admin, store=None):
+        """A POS terminal, in a new store or the one given, with a cashier signed in on it:
+        (store, device, cashier token)."""
         from app.auth.services import create_staff
 
         code = uuid.uuid4().hex[:6]
-        store = self.call(
-            "POST",
-            "/v1/admin/stores",
-            admin,
-            {"code": f"s-{code}", "name": f"Store {code}"},
-            key=False,
-        ).json
+        if store is None:
+            store = self.call(
+                "POST",
+                "/v1/admin/stores",
+                admin,
+                {"code": f"s-{code}", "name": f"Store {code}"},
+                key=False,
+            ).json
         device = self.call(
             "POST",
             "/v1/admin/devices",

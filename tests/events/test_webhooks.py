@@ -11,9 +11,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from app.core.db import session
 from app.core.types import utcnow
 from app.webhooks.models import Webhook, WebhookDelivery
 from app.webhooks.services import backoff, seconds_until_next_due, sign, verify_signature
+from tests.snapshot import snapshot
 
 pytestmark = pytest.mark.concurrent
 
@@ -208,6 +210,8 @@ def test_a_delivery_that_keeps_failing_is_given_up_and_can_be_replayed(live, sho
 
 def test_only_admins_manage_webhooks_and_bad_ones_are_refused(live, shop):
     token, _ = live.shopper()
+    hook = f"/v1/admin/webhooks/{shop['hook']['id']}"
+    before = rows(live)
     refused = live.call(
         "POST",
         "/v1/admin/webhooks",
@@ -216,6 +220,8 @@ def test_only_admins_manage_webhooks_and_bad_ones_are_refused(live, shop):
         key=False,
     )
     assert refused.status_code == 403
+    for method, path in (("DELETE", hook), ("POST", f"{hook}/deliveries/1/replay")):
+        assert live.call(method, path, token, key=False).status_code == 403, path
     for body in ({"url": "ftp://x", "event_types": ["card.balance_changed"]},
                  {"url": "http://127.0.0.1/x", "event_types": ["no.such.event"]},
                  {"url": "http://127.0.0.1/x", "event_types": []}):  # fmt: skip
@@ -225,3 +231,11 @@ def test_only_admins_manage_webhooks_and_bad_ones_are_refused(live, shop):
     missing = live.call("GET", "/v1/admin/webhooks/987654/deliveries", shop["admin"])
     assert missing.status_code == 404
     assert missing.json["error"]["code"] == "webhook_not_found"
+    gone = live.call("POST", "/v1/admin/webhooks/987654/deliveries/1/replay", shop["admin"])
+    assert gone.status_code == 404
+    assert rows(live) == before  # no webhook added or switched off, no delivery queued
+
+
+def rows(live) -> dict:
+    with live.app.app_context():
+        return snapshot(session())

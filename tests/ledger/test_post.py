@@ -138,8 +138,16 @@ def test_refused_transfer_between_limited_accounts_leaves_no_trace(db, funding, 
 def test_frozen_account_refuses_every_posting_and_frozen_wins_the_diagnosis(db, funding, card):
     fund(db, funding, card, 900)
     ledger.freeze(db, card.id)
+    before = db.scalar(select(func.count()).select_from(LedgerTransaction))
     with pytest.raises(AccountFrozen):
         fund(db, funding, card, 100)
     with pytest.raises(AccountFrozen):
         ledger.post(db, kind="sale", legs=[Leg(card.id, -100, "USD"), Leg(funding.id, 100, "USD")])
+    # Postings that would also break a limit: the account is frozen, whatever else is wrong.
+    with pytest.raises(AccountFrozen):
+        fund(db, funding, card, 50_000 - 900 + 1)  # above the card's maximum
+    with pytest.raises(AccountFrozen):
+        ledger.post(db, kind="sale", legs=[Leg(card.id, -901, "USD"), Leg(funding.id, 901, "USD")])
     assert ledger.balance_of(db, card.id) == 900
+    assert ledger.balance_of(db, funding.id) == -900
+    assert db.scalar(select(func.count()).select_from(LedgerTransaction)) == before
