@@ -73,6 +73,9 @@ class Blueprint(flask_smorest.Blueprint):
         """Require an ``Idempotency-Key`` (see ``app.core.idempotency``), documented."""
         from app.auth.principal import current_principal
         from app.core.idempotency import (
+            KEY_PATTERN,
+            MAX_KEY_LENGTH,
+            IdempotencyKeyInvalid,
             IdempotencyKeyMissing,
             IdempotencyKeyReused,
             RequestInProgress,
@@ -83,13 +86,24 @@ class Blueprint(flask_smorest.Blueprint):
             "in": "header",
             "name": "Idempotency-Key",
             "required": True,
-            "schema": {"type": "string", "minLength": 1, "maxLength": 200},
-            "description": "Unique per intended change: a retry with the same key and body "
-            "returns the first answer and changes nothing more.",
+            "schema": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": MAX_KEY_LENGTH,
+                "pattern": KEY_PATTERN,
+            },
+            "description": "Unique per intended change, 1-255 visible ASCII characters (`!` "
+            "to `~`: no spaces, no control characters; a UUID will do): a retry with the same "
+            "key and body returns the first answer, byte for byte, and changes nothing more.",
         }
 
         def decorator(func):
-            func = self.errors(IdempotencyKeyMissing, IdempotencyKeyReused, RequestInProgress)(func)
+            func = self.errors(
+                IdempotencyKeyMissing,
+                IdempotencyKeyInvalid,
+                IdempotencyKeyReused,
+                RequestInProgress,
+            )(func)
             func = self.doc(parameters=[header])(func)
             return idempotent(lambda: current_principal().key, resumable=resumable)(func)
 
