@@ -42,6 +42,13 @@ class Api(flask_smorest.Api):
 
 
 class Blueprint(flask_smorest.Blueprint):
+    def arguments(self, schema, *, location="json", **kwargs):
+        """flask-smorest's ``arguments``; a JSON body documents its ``malformed_json`` too."""
+        parse = super().arguments(schema, location=location, **kwargs)
+        if location != "json":
+            return parse
+        return lambda func: self.errors(errors.MalformedJson)(parse(func))
+
     def errors(self, *error_classes: type[DomainError]):
         """Document the domain errors a view can answer, one entry per HTTP status listing
         every code; several ``errors`` (and ``requires``, ``idempotent``) add up."""
