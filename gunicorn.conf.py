@@ -37,6 +37,10 @@ def post_fork(server, worker):
 
 
 def post_worker_init(worker):
+    # A request gunicorn refuses before the app sees it is answered in the API's error shape.
+    from app.core.serving import answer_refusals_in_json
+
+    answer_refusals_in_json()
     # The app is loaded: its hundreds of thousands of long-lived objects (modules, mappers,
     # schemas) need never be looked at by the garbage collector again. Without this, each
     # full collection walks them all and stalls every open stream for a tenth of a second.

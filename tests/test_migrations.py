@@ -95,3 +95,43 @@ def test_events_waiting_for_a_position_move_to_the_outbox_and_back(empty_databas
 
 def _json(value):
     return json.loads(value) if isinstance(value, str) else value
+
+
+def test_kept_answers_carry_over_to_revision_0009_as_their_json_text_and_back(
+    empty_database_url,
+):
+    engine = make_engine(empty_database_url)
+    insert = (
+        "INSERT INTO idempotency_keys (principal, key, request_hash, status_code, response, "
+        "created_at) VALUES ('device:1', :key, 'h', 201, :response, '2026-12-01 10:00:00+00:00')"
+    )
+    answer = {"id": 5, "amount": {"amount": 450, "currency": "USD"}}
+    try:
+        with engine.begin() as connection:
+            command.upgrade(alembic_config(connection), "0008")
+            connection.execute(text(insert), {"key": "k-1", "response": json.dumps(answer)})
+            connection.execute(text(insert), {"key": "k-2", "response": None})
+        with engine.begin() as connection:
+            command.upgrade(alembic_config(connection), "0009")
+            kept = connection.execute(
+                text("SELECT key, response_body FROM idempotency_keys ORDER BY key")
+            ).all()
+        assert [(key, body and json.loads(body)) for key, body in kept] == [
+            ("k-1", answer), ("k-2", None),
+        ]  # fmt: skip
+
+        with engine.begin() as connection:
+            connection.execute(text(
+                "INSERT INTO idempotency_keys (principal, key, request_hash, created_at) "
+                "VALUES ('device:1', :key, 'h', '2026-12-01 10:00:00+00:00')"
+            ), {"key": "k" * 255})  # fmt: skip
+            command.downgrade(alembic_config(connection), "0008")
+            rows = connection.execute(
+                text("SELECT key, response FROM idempotency_keys ORDER BY key")
+            ).all()
+        # A key longer than revision 0008 took cannot be kept; its request is long answered.
+        assert [(key, _json(response)) for key, response in rows] == [
+            ("k-1", answer), ("k-2", None),
+        ]  # fmt: skip
+    finally:
+        engine.dispose()

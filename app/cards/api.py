@@ -99,6 +99,18 @@ class CardActivity(MethodView):
         return {"items": items, "next_cursor": str(items[-1]["id"]) if more else None}
 
 
+#: The channels a shopper tops up from, as their clients name themselves.
+SHOPPER_CHANNELS = ("app", "web")
+
+
+def shopper_channel() -> str:
+    """Where a shopper's top-up came from (``X-Omnicard-Channel``), recorded with it and shown
+    in the card's activity: one of ``SHOPPER_CHANNELS``, and ``app`` for anything else, so a
+    client's header never writes free text into the books."""
+    claimed = request.headers.get("X-Omnicard-Channel", "app")
+    return claimed if claimed in SHOPPER_CHANNELS else "app"
+
+
 def top_up_out(top_up: TopUp, card: Card) -> dict:
     return {
         "id": top_up.id,
@@ -159,7 +171,7 @@ class CardTopUps(MethodView):
             payments.check_top_up_amount(s, card, amount["amount"], amount["currency"])
             top_up = payments.begin_gateway_top_up(
                 s, card=card, amount=amount["amount"], token=data["payment_token"],
-                channel=request.headers.get("X-Omnicard-Channel", "app")[:10],
+                channel=shopper_channel(),
                 principal=p.key, idempotency_key=g.idempotency_key,
             )  # fmt: skip
             s.commit()  # written down before the card is charged

@@ -42,6 +42,13 @@ class Api(flask_smorest.Api):
 
 
 class Blueprint(flask_smorest.Blueprint):
+    def arguments(self, schema, *, location="json", **kwargs):
+        """flask-smorest's ``arguments``; a JSON body documents its ``malformed_json`` too."""
+        parse = super().arguments(schema, location=location, **kwargs)
+        if location != "json":
+            return parse
+        return lambda func: self.errors(errors.MalformedJson)(parse(func))
+
     def errors(self, *error_classes: type[DomainError]):
         """Document the domain errors a view can answer, one entry per HTTP status listing
         every code; several ``errors`` (and ``requires``, ``idempotent``) add up."""
@@ -73,6 +80,9 @@ class Blueprint(flask_smorest.Blueprint):
         """Require an ``Idempotency-Key`` (see ``app.core.idempotency``), documented."""
         from app.auth.principal import current_principal
         from app.core.idempotency import (
+            KEY_PATTERN,
+            MAX_KEY_LENGTH,
+            IdempotencyKeyInvalid,
             IdempotencyKeyMissing,
             IdempotencyKeyReused,
             RequestInProgress,
@@ -83,13 +93,24 @@ class Blueprint(flask_smorest.Blueprint):
             "in": "header",
             "name": "Idempotency-Key",
             "required": True,
-            "schema": {"type": "string", "minLength": 1, "maxLength": 200},
-            "description": "Unique per intended change: a retry with the same key and body "
-            "returns the first answer and changes nothing more.",
+            "schema": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": MAX_KEY_LENGTH,
+                "pattern": KEY_PATTERN,
+            },
+            "description": "Unique per intended change, 1-255 visible ASCII characters (`!` "
+            "to `~`: no spaces, no control characters; a UUID will do): a retry with the same "
+            "key and body returns the first answer, byte for byte, and changes nothing more.",
         }
 
         def decorator(func):
-            func = self.errors(IdempotencyKeyMissing, IdempotencyKeyReused, RequestInProgress)(func)
+            func = self.errors(
+                IdempotencyKeyMissing,
+                IdempotencyKeyInvalid,
+                IdempotencyKeyReused,
+                RequestInProgress,
+            )(func)
             func = self.doc(parameters=[header])(func)
             return idempotent(lambda: current_principal().key, resumable=resumable)(func)
 

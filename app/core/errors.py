@@ -46,6 +46,14 @@ class ValidationFailed(DomainError):
     message = "The request has invalid fields."
 
 
+class MalformedJson(DomainError):
+    """A body that is not JSON at all; raised for us by webargs, answered in our shape."""
+
+    code = "malformed_json"
+    http_status = 400
+    message = "The request body is not valid JSON."
+
+
 def error_body(code: str, message: str, details: dict | None = None) -> dict:
     return {"error": {"code": code, "message": message, "details": details or {}}}
 
@@ -55,7 +63,7 @@ def _http_code(exc: HTTPException) -> tuple[str, str, dict]:
     data = getattr(exc, "data", None) or {}
     messages = data.get("messages")
     if exc.code == 400 and messages == {"json": ["Invalid JSON body."]}:
-        return "malformed_json", "The request body is not valid JSON.", {}
+        return MalformedJson.code, MalformedJson.message, {}
     if exc.code == 422 and messages is not None:
         return "validation_error", "The request has invalid fields.", {"fields": messages}
     codes = {

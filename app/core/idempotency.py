@@ -12,26 +12,37 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
 from flask import Response, current_app, g, request
-from sqlalchemy import String, select, update
+from sqlalchemy import String, Text, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from app.core.db import Base, session
 from app.core.errors import DomainError
-from app.core.types import Json, UtcDateTime, utcnow
+from app.core.types import UtcDateTime, utcnow
 
 HEADER = "Idempotency-Key"
-MAX_KEY_LENGTH = 200
+MAX_KEY_LENGTH = 255
+#: What a key may be: visible ASCII, no spaces. Every HTTP stack passes these bytes unchanged,
+#: so the key a client stored is the key the server compares, and a character is a byte.
+KEY_PATTERN = f"^[!-~]{{1,{MAX_KEY_LENGTH}}}$"
+KEY_RULE = f"1-{MAX_KEY_LENGTH} visible ASCII characters (! to ~, no spaces)"
 
 
 class IdempotencyKeyMissing(DomainError):
     code = "idempotency_key_missing"
     http_status = 400
-    message = f"This request moves value: send an {HEADER} header (1-{MAX_KEY_LENGTH} characters)."
+    message = f"This request moves value: send an {HEADER} header of {KEY_RULE}."
+
+
+class IdempotencyKeyInvalid(DomainError):
+    code = "idempotency_key_invalid"
+    http_status = 400
+    message = f"An {HEADER} is {KEY_RULE}."
 
 
 class IdempotencyKeyReused(DomainError):
@@ -55,7 +66,8 @@ class IdempotencyRecord(Base):
     #: SHA-256 of the method, path and canonical JSON body.
     request_hash: Mapped[str] = mapped_column(String(64))
     status_code: Mapped[int | None]
-    response: Mapped[dict | None] = mapped_column(Json)
+    #: The first answer's body exactly as it was sent, so that a replay is the same bytes.
+    response_body: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
@@ -65,7 +77,7 @@ class Replay:
     (the first request committed part of its work and has not answered yet)."""
 
     status_code: int | None
-    body: dict | None
+    body: str | None
 
 
 def request_fingerprint(method: str, path: str, body: object) -> str:
@@ -92,22 +104,36 @@ def claim(s: Session, principal: str, key: str, fingerprint: str) -> Replay | No
     if inserted is not None:
         return None
     held = s.execute(
-        select(table.c.request_hash, table.c.status_code, table.c.response).where(
+        select(table.c.request_hash, table.c.status_code, table.c.response_body).where(
             table.c.principal == principal, table.c.key == key
         )
     ).one()
     if held.request_hash != fingerprint:
         raise IdempotencyKeyReused(key=key)
-    return Replay(held.status_code, held.response)
+    return Replay(held.status_code, held.response_body)
 
 
-def record(s: Session, principal: str, key: str, status_code: int, body: dict) -> None:
+def record(s: Session, principal: str, key: str, status_code: int, body: str) -> None:
     table = IdempotencyRecord.__table__
     s.execute(
         update(table)
         .where(table.c.principal == principal, table.c.key == key)
-        .values(status_code=status_code, response=body)
+        .values(status_code=status_code, response_body=body)
     )
+
+
+def key_of_request() -> str:
+    """The request's ``Idempotency-Key``.
+
+    Raises IdempotencyKeyMissing when there is none, IdempotencyKeyInvalid when it is not
+    ``KEY_RULE``.
+    """
+    key = request.headers.get(HEADER, "")
+    if not key:
+        raise IdempotencyKeyMissing()
+    if not re.fullmatch(KEY_PATTERN, key):
+        raise IdempotencyKeyInvalid()
+    return key
 
 
 def idempotent(principal_of, *, resumable: bool = False):
@@ -123,9 +149,7 @@ def idempotent(principal_of, *, resumable: bool = False):
     def decorator(view):
         @functools.wraps(view)
         def wrapper(*args, **kwargs):
-            key = request.headers.get(HEADER, "")
-            if not 0 < len(key) <= MAX_KEY_LENGTH:
-                raise IdempotencyKeyMissing()
+            key = key_of_request()
             principal = principal_of()
             body = request.get_json(silent=True)
             fingerprint = request_fingerprint(request.method, request.path, body)
@@ -136,13 +160,13 @@ def idempotent(principal_of, *, resumable: bool = False):
                 raise RequestInProgress()
             if replay is not None and replay.status_code is not None:
                 response = current_app.response_class(
-                    json.dumps(replay.body), status=replay.status_code, mimetype="application/json"
+                    replay.body, status=replay.status_code, mimetype="application/json"
                 )
                 response.headers["Idempotent-Replayed"] = "true"
                 return response
             response: Response = current_app.make_response(view(*args, **kwargs))
             if response.status_code in (200, 201):
-                record(s, principal, key, response.status_code, response.get_json())
+                record(s, principal, key, response.status_code, response.get_data(as_text=True))
             return response
 
         return wrapper

@@ -6,6 +6,7 @@ from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, String, UniqueCo
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base
+from app.core.idempotency import MAX_KEY_LENGTH
 from app.core.types import BigId, UtcDateTime, utcnow
 
 
@@ -36,7 +37,7 @@ class TopUp(Base):
     decline_code: Mapped[str | None] = mapped_column(String(60))
     #: Who asked, and the Idempotency-Key they sent (None for an auto-reload).
     principal: Mapped[str | None] = mapped_column(String(80))
-    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    idempotency_key: Mapped[str | None] = mapped_column(String(MAX_KEY_LENGTH))
     #: The sale whose drop below the threshold fired this auto-reload: once per sale.
     trigger_sale_id: Mapped[int | None] = mapped_column(ForeignKey("sales.id"), unique=True)
     store_id: Mapped[int | None] = mapped_column(ForeignKey("stores.id"))

@@ -62,6 +62,18 @@ def test_every_body_taking_operation_documents_its_request_and_a_422(spec):
             assert invalid["content"]["application/json"]["schema"]
 
 
+def test_every_json_body_taking_operation_documents_its_400_malformed_json(spec, client):
+    for method, path, operation in operations(spec):
+        if "requestBody" in operation:
+            malformed = resolve(spec, operation["responses"]["400"])
+            assert "`malformed_json`" in malformed["description"], (method, path)
+            assert malformed["content"]["application/json"]["schema"]
+    # What it documents is what the API answers.
+    response = client.post("/v1/auth/signup", data="{", content_type="application/json")
+    assert response.status_code == 400
+    assert response.json["error"]["code"] == "malformed_json"
+
+
 def test_error_answers_name_their_stable_codes(spec):
     for method, path, operation in operations(spec):
         for status, response in operation["responses"].items():

@@ -788,3 +788,18 @@ def test_settle_closes_a_top_up_the_processor_never_saw_as_not_charged(app, api,
     after = api.get(f"/v1/top-ups/{first.json['id']}", token=token).json
     assert (after["status"], after["decline_code"]) == ("declined", "not_charged")
     assert card_balance(api, token, card_id) == 0
+
+
+@pytest.mark.parametrize(
+    ("header", "recorded"),
+    [("web", "web"), ("app", "app"), ("<b>kiosk</b>", "app"), ("w\x01eb", "app")],
+)
+def test_a_top_up_records_its_channel_only_as_one_of_the_known_ones(
+    api, db, shopper, header, recorded
+):
+    token, card_id = shopper
+
+    response = top_up(api, token, card_id, headers={"X-Omnicard-Channel": header})
+
+    assert response.status_code == 201, response.json
+    assert [t.channel for t in top_ups_of(db, card_id)] == [recorded]

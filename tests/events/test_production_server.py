@@ -4,6 +4,10 @@ commits happen in the process that serves the streams."""
 
 from __future__ import annotations
 
+import http.client
+import json
+import socket
+
 import pytest
 
 from tests.events.conftest import Quiet, is_sale, open_stream, sale_body, sse_events
@@ -104,3 +108,33 @@ def test_gunicorn_writes_http_1_1_streams_in_whole_chunks_and_http_1_0_ones_plai
             if e["type"] == "card.balance_changed"] == [1_550, 1_100]  # fmt: skip
     chunked.close()
     plain.close()
+
+
+#: Requests gunicorn refuses before the app sees them, and the status it answers.
+REFUSED_BY_THE_SERVER = {
+    "control-byte-in-a-header": (b"POST /v1/sales HTTP/1.1\r\nHost: omnicard\r\n"
+                                 b"Idempotency-Key: a\x01b\r\nContent-Length: 0\r\n\r\n", 400),
+    "bad-header-name": (b"GET /v1/health HTTP/1.1\r\nHost: omnicard\r\nBad Name: 1\r\n\r\n", 400),
+    "bad-request-line": (b"GET /v1/health\x00 HTTP/1.1\r\nHost: omnicard\r\n\r\n", 400),
+    "request-line-too-long": (b"GET /v1/" + b"a" * 5_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    "too-many-headers": (b"GET /v1/health HTTP/1.1\r\n"
+                         + b"".join(b"X-%d: 1\r\n" % n for n in range(101)) + b"\r\n", 431),
+}  # fmt: skip
+
+
+def test_every_request_gunicorn_refuses_is_answered_in_the_apis_error_shape(app, gunicorn):
+    # One server for every case: starting gunicorn is most of the time this takes.
+    for name, (raw, status) in REFUSED_BY_THE_SERVER.items():
+        with socket.create_connection(("127.0.0.1", gunicorn.port), timeout=10) as sock:
+            sock.sendall(raw)
+            response = http.client.HTTPResponse(sock)
+            response.begin()
+            body = response.read()
+
+        assert response.status == status, (name, body)
+        assert response.getheader("Content-Type") == "application/json", (name, body)
+        error = json.loads(body)["error"]
+        assert set(error) == {"code", "message", "details"}, name
+        assert error["code"] == {400: "bad_request", 414: "uri_too_long",
+                                 431: "request_header_fields_too_large"}[status]  # fmt: skip
+        assert error["message"], name

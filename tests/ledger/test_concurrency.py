@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
@@ -150,12 +151,12 @@ def test_one_idempotency_key_from_eight_threads_has_exactly_one_effect(new_sessi
             replay = idempotency.claim(s, "device:1", "sale-42", fingerprint)
             if replay is not None:
                 s.rollback()
-                return replay.body
+                return json.loads(replay.body)
             posted = ledger.post(
                 s, kind="sale", legs=[Leg(card, -700, "USD"), Leg(sink, 700, "USD")]
             )
             body = {"transaction_id": posted.transaction_id, "balance": posted.balances[card]}
-            idempotency.record(s, "device:1", "sale-42", 201, body)
+            idempotency.record(s, "device:1", "sale-42", 201, json.dumps(body))
             s.commit()
             return body
 
