@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from flask import current_app, g, request
 from flask.views import MethodView
 from sqlalchemy import select
@@ -99,6 +101,13 @@ class CardActivity(MethodView):
         return {"items": items, "next_cursor": str(items[-1]["id"]) if more else None}
 
 
+def channel_of(header: str | None) -> str:
+    """The channel a shopper's app names (``web``, ``app``, ...); anything else is the app."""
+    if header is None or re.fullmatch(r"[a-z]{1,10}", header) is None:
+        return "app"
+    return header
+
+
 def top_up_out(top_up: TopUp, card: Card) -> dict:
     return {
         "id": top_up.id,
@@ -159,7 +168,7 @@ class CardTopUps(MethodView):
             payments.check_top_up_amount(s, card, amount["amount"], amount["currency"])
             top_up = payments.begin_gateway_top_up(
                 s, card=card, amount=amount["amount"], token=data["payment_token"],
-                channel=request.headers.get("X-Omnicard-Channel", "app")[:10],
+                channel=channel_of(request.headers.get("X-Omnicard-Channel")),
                 principal=p.key, idempotency_key=g.idempotency_key,
             )  # fmt: skip
             s.commit()  # written down before the card is charged

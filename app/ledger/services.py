@@ -24,7 +24,7 @@ from sqlalchemy import bindparam, func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.core.types import utcnow
+from app.core.types import fitted, utcnow
 from app.ledger.errors import (
     AccountFrozen,
     AccountNotFound,
@@ -65,7 +65,7 @@ def open_account(
     """Create an account. ``hot`` spreads its balance over shards; only for unlimited accounts."""
     account = Account(
         code=code,
-        name=name,
+        name=fitted(name, Account.name),  # made from a store's name, a shopper's email
         unit=unit,
         type=type,
         no_negative=no_negative,

@@ -1,0 +1,66 @@
+"""What one request may be: a body of at most ``MAX_CONTENT_LENGTH`` bytes (413) and JSON
+nested at most ``MAX_JSON_DEPTH`` deep (400), both refused before anything parses the body.
+
+Python's JSON parser recurses once per level of nesting: a body of 5,000 opening brackets
+(10 KB) would otherwise exhaust the interpreter's stack on every JSON endpoint, login
+included. Omnicard's own requests nest four levels at most.
+"""
+
+from __future__ import annotations
+
+import re
+from array import array
+from itertools import accumulate
+
+from flask import Flask, current_app, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from app.core.errors import DomainError
+
+#: The deepest a request's JSON may nest (``{"a": [1]}`` is two).
+MAX_JSON_DEPTH = 32
+
+#: A JSON string, escapes included (brackets inside one do not nest anything).
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_A_BRACKET = re.compile(rb"[^\[\]{}]+")
+#: Opening brackets count +1 and closing ones -1, as signed bytes.
+_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
+
+
+class JsonTooDeep(DomainError):
+    code = "json_too_deep"
+    http_status = 400
+    message = f"The request's JSON nests deeper than {MAX_JSON_DEPTH} levels."
+
+
+class PayloadTooLarge(DomainError):
+    code = "payload_too_large"
+    http_status = 413
+    message = "The request body is too large."
+
+
+def json_depth(body: bytes) -> int:
+    """How deep ``body`` nests, counting its brackets outside strings, without parsing it
+    (linear, no recursion). For malformed JSON, the most brackets open at any point."""
+    brackets = _NOT_A_BRACKET.sub(b"", _JSON_STRING.sub(b"", body))
+    steps = array("b", brackets.translate(_STEPS))
+    return max(accumulate(steps), default=0)
+
+
+def check_request_body() -> None:
+    """Raises PayloadTooLarge, JsonTooDeep."""
+    most = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is not None and most is not None and request.content_length > most:
+        raise PayloadTooLarge(max_bytes=most)
+    if not request.is_json:
+        return  # no one parses it as JSON (webargs and Flask go by the content type too)
+    try:
+        body = request.get_data(cache=True)  # a streamed body is cut off at the limit
+    except RequestEntityTooLarge:
+        raise PayloadTooLarge(max_bytes=most) from None
+    if json_depth(body) > MAX_JSON_DEPTH:
+        raise JsonTooDeep(max_depth=MAX_JSON_DEPTH)
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(check_request_body)
