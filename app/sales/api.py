@@ -131,23 +131,26 @@ def sale_body(sale: Sale, card_balance: int | None = None) -> dict:
     }
 
 
-def _auto_reload_after_commit(card_id: int, sale_id: int, before: int, after: int) -> None:
-    """Once the sale has committed, fire the card's auto-reload if it crossed its threshold,
-    in its own transaction: whatever happens here, the sale stands. (It runs before the
-    response leaves, so the till's answer waits for the gateway; a job queue would free it.)"""
+def _auto_reload(card_id: int, sale_id: int, before: int, after: int) -> None:
+    """Write the card's auto-reload down with the sale if the sale crossed its threshold, and
+    charge it once the sale has committed, in its own transaction: whatever happens there,
+    the sale stands, and a reload whose charge never ran is charged by `flask payments
+    settle`. (It runs before the response leaves, so the till's answer waits for the
+    gateway; a job queue would free it.)"""
+    top_up = payments.begin_auto_reload(
+        session(), card_id=card_id, sale_id=sale_id, balance_before=before, balance_after=after
+    )
+    if top_up is None:
+        return
 
-    def fire():
-        with database().sessions() as s:
-            try:
-                payments.auto_reload_after_sale(
-                    s, card_id=card_id, sale_id=sale_id, balance_before=before,
-                    balance_after=after,
-                )  # fmt: skip
-            except Exception:  # the sale stands; the reload is logged for staff to see
-                s.rollback()
-                log.exception("auto-reload after sale %s failed", sale_id)
+    def charge():
+        try:
+            with database().sessions() as s:
+                payments.charge_auto_reload(s, top_up.id)
+        except Exception:  # the sale stands; the reload stays pending, to be settled
+            log.exception("auto-reload %s after sale %s failed", top_up.id, sale_id)
 
-    after_commit(fire)
+    after_commit(charge)
 
 
 @blp.route("/sales")
@@ -172,7 +175,7 @@ class Sales(MethodView):
             tenders=[(t["type"], t["amount"]["amount"]) for t in data["tenders"]],
         )
         if outcome.card is not None and outcome.card_balance_after is not None:
-            _auto_reload_after_commit(
+            _auto_reload(
                 outcome.card.id, outcome.sale.id, outcome.card_balance_before,
                 outcome.card_balance_after,
             )  # fmt: skip
