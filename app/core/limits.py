@@ -55,9 +55,13 @@ def check_request_body() -> None:
     if not request.is_json:
         return  # no one parses it as JSON (webargs and Flask go by the content type too)
     try:
-        body = request.get_data(cache=True)  # a streamed body is cut off at the limit
+        body = request.get_data(cache=True)
     except RequestEntityTooLarge:
         raise PayloadTooLarge(max_bytes=most) from None
+    if most is not None and request.content_length is None and len(body) >= most:
+        # A body streamed without a length (chunked) is read up to the limit and silently
+        # cut there by Werkzeug, which would leave half a request to parse.
+        raise PayloadTooLarge(max_bytes=most)
     if json_depth(body) > MAX_JSON_DEPTH:
         raise JsonTooDeep(max_depth=MAX_JSON_DEPTH)
 
