@@ -123,6 +123,29 @@ def connection_lost(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
+@contextmanager
+def driver_cursor(connection: Connection) -> Iterator[Any]:
+    """A cursor straight on the driver's connection (psycopg), for the hot statements that
+    skip SQLAlchemy's execution layer, whose errors still come back as SQLAlchemy's: a lost
+    connection is invalidated and said to be, like any other statement's."""
+    driver = connection.connection.driver_connection
+    try:
+        with driver.cursor() as cursor:
+            yield cursor
+    except connection.dialect.loaded_dbapi.Error as exc:
+        lost = bool(driver.closed)
+        if lost:
+            connection.invalidate(exc)
+        raise DBAPIError.instance(
+            None,
+            None,
+            exc,
+            connection.dialect.loaded_dbapi.Error,
+            connection_invalidated=lost,
+            dialect=connection.dialect,
+        ) from exc
+
+
 class Database:
     """What the app keeps in ``app.extensions['omnicard.db']``."""
 
@@ -132,7 +155,8 @@ class Database:
 
         @event.listens_for(self.sessions, "after_commit")
         def _note_commit(s: Session) -> None:
-            s.info["committed"] = True
+            if s.get_nested_transaction() is None:  # not a savepoint released
+                s.info["committed"] = True
 
 
 def init_app(app: Flask) -> None:

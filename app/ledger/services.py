@@ -24,6 +24,7 @@ from sqlalchemy import bindparam, func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.core.db import driver_cursor
 from app.core.types import fitted, utcnow
 from app.ledger.errors import (
     AccountFrozen,
@@ -196,7 +197,6 @@ _LEDGER_POST = (
 
 
 def _post_in_postgresql(session: Session, legs: Sequence[Leg], context: dict) -> dict:
-    driver = session.connection().connection.driver_connection
     params = (
         context["kind"],
         context["created_at"],
@@ -211,7 +211,7 @@ def _post_in_postgresql(session: Session, legs: Sequence[Leg], context: dict) ->
         [leg.unit for leg in legs],
         random.randrange(1 << 30),
     )
-    with driver.cursor() as cursor:
+    with driver_cursor(session.connection()) as cursor:
         cursor.execute(_LEDGER_POST, params, prepare=True)
         return cursor.fetchone()[0]
 
