@@ -5,6 +5,8 @@ endpoint; these pin each case down where it was found.)"""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from sqlalchemy import func, select
 
@@ -145,6 +147,19 @@ def test_a_lone_surrogate_in_a_name_is_a_422(api, db):
     )
     assert_error(response, 422, "validation_error")
     assert count(db, Customer) == before
+
+
+def test_a_lone_surrogate_in_a_value_moving_request_is_a_422(api, db, till, latte):
+    # The Idempotency-Key's fingerprint hashes the body before the schema reads it.
+    _, _, cashier = till
+    response = api.post(
+        "/v1/sales",
+        token=cashier,
+        data=json.dumps(sale(sku="LATTE\ud800")),
+        headers={"Content-Type": "application/json"},
+    )
+    assert_error(response, 422, "validation_error")
+    assert count(db, Sale) == 0
 
 
 def test_a_nul_in_the_channel_header_of_a_top_up_is_not_stored(api, world, db):
