@@ -165,7 +165,7 @@ def init_app(app: Flask) -> None:
     app.after_request(_commit_or_roll_back)
     app.teardown_appcontext(_close_session)
     app.register_error_handler(DBAPIError, _lost_connection)
-    dispatch = app.dispatch_request
+    dispatch = app.dispatch_request  # Flask calls self.dispatch_request: wrap this app's
     app.dispatch_request = lambda: run_again_if_connection_lost(dispatch)
 
 
