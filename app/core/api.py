@@ -12,13 +12,14 @@ from werkzeug.routing import IntegerConverter
 
 from app.core import errors
 from app.core.errors import DomainError, ErrorSchema
-from app.core.limits import MAX_JSON_DEPTH
+from app.core.limits import MAX_JSON_DEPTH, MAX_JSON_NUMBER_DIGITS
 from app.core.schemas import MAX_ID
 
 #: What the shared error answers say, for the statuses every endpoint can give.
 SHARED_ERRORS = {
     400: "Bad Request: `malformed_json` (the body is not JSON), `json_too_deep` (nested more "
-    f"than {MAX_JSON_DEPTH} levels), `bad_request`",
+    f"than {MAX_JSON_DEPTH} levels), `json_number_too_long` (a number of more than "
+    f"{MAX_JSON_NUMBER_DIGITS} digits), `bad_request`",
     413: "Content Too Large: `payload_too_large` (over `OMNICARD_MAX_REQUEST_BYTES`, 256 KiB "
     "by default)",
     422: "Unprocessable Entity: `validation_error`; `details.fields` names each bad field",
