@@ -80,6 +80,30 @@ def test_json_nested_5000_deep_is_a_400_on_a_value_moving_request(api, db, till,
     assert count(db, Sale) == before
 
 
+@pytest.mark.parametrize("digits", [4_301, 101])
+def test_a_number_of_too_many_digits_is_a_400_not_a_crash(api, db, till, latte, digits):
+    # Python reads no integer of more than 4,300 digits: a ValueError, not a JSON error.
+    _, _, cashier = till
+    body = json.dumps(sale()).replace('"quantity": 1', '"quantity": ' + "7" * digits)
+    response = api.post(
+        "/v1/sales", token=cashier, data=body, headers={"Content-Type": "application/json"}
+    )
+    error = assert_error(response, 400, "json_number_too_long")
+    assert error["details"] == {"max_digits": 100}
+    assert count(db, Sale) == 0
+
+
+def test_a_long_run_of_digits_in_a_string_is_only_text(api, world):
+    admin = world.admin_token()
+    response = api.post(
+        "/v1/admin/stores",
+        token=admin,
+        json={"code": "digits", "name": "Digits", "address": "7" * 400},
+        key=None,
+    )
+    assert response.status_code == 201, response.json
+
+
 def test_json_at_the_depth_limit_is_read_and_one_more_level_is_not(api):
     within = api.post(
         "/v1/auth/login",

@@ -226,6 +226,8 @@ def wrong_values(schema: dict) -> Iterator[tuple[str, object]]:
         yield "below 64 bits", -(2**63) - 1
         yield "1e30", 10**30
         yield "a float", 1.5
+        yield "NaN", float("nan")
+        yield "Infinity", float("inf")
     if kind == "array":
         yield "a list past its most", [None] * (schema.get("maxItems", 1_000) + 1)
         yield "a list of 100,000", [0] * 100_000
@@ -265,6 +267,7 @@ def hostile_requests(method: str, path: str, shop: Shop, caller: str) -> Iterato
     operation = operation_of(method, path)
     url = path.format(**shop.ids)
     yield Hostile("JSON 5,000 deep", url, raw='{"a": ' + DEEP + "}")
+    yield Hostile("a number of 5,000 digits", url, raw='{"a": ' + "7" * 5_000 + "}")
     # Headers that reach the database without a schema: a bad Authorization is refused, or
     # ignored where anyone may call; a bad Last-Event-ID (read by GETs) is refused.
     for value in ["ab\x00cd", "ocd_\x00", "7" * 100_000, "\u00e9\u00e9"]:
