@@ -1,7 +1,8 @@
 """A table of hostile values thrown at every JSON endpoint, as each kind of caller that can
-reach it: JSON nested 5,000 deep, bodies that are not objects, NUL and lone surrogates in
-every string, strings past their longest, lists past their most, ids past 64 bits, and the
-wrong type in every field, query parameter and path id. Each is refused with a 4xx in the one
+reach it: JSON nested 5,000 deep, numbers of 5,000 digits, bodies that are not objects, NUL
+and lone surrogates in every string, strings past their longest, lists past their most, ids
+past 64 bits, NaN, and the wrong type in every field, query parameter and path id; bad
+Authorization and Last-Event-ID headers. Each is refused with a 4xx in the one
 error shape, and nothing changes: no row anywhere, no ledger balance.
 
 The endpoints and who may call them come from the OpenAPI document, so a new endpoint is in
