@@ -7,7 +7,7 @@ import logging
 from flask import Flask
 
 from app.core import api as core_api
-from app.core import config, db
+from app.core import config, db, limits
 
 
 def create_app(overrides: dict | None = None) -> Flask:
@@ -18,6 +18,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     logging.getLogger("nfc").setLevel(logging.WARNING)
 
     db.init_app(app)
+    limits.init_app(app)
     api = core_api.init_app(app)
 
     from app import demo

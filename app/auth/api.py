@@ -11,7 +11,7 @@ from app.auth.errors import EmailTaken, InvalidCredentials, InvalidStaffPin, Too
 from app.auth.principal import current_principal
 from app.core.api import Blueprint
 from app.core.db import session
-from app.core.schemas import Schema
+from app.core.schemas import Email, Schema, Text
 from app.customers import services as customers
 from app.customers.api import MeSchema, me_body
 from app.stores.models import Device
@@ -20,15 +20,15 @@ blp = Blueprint("auth", __name__, url_prefix="/v1", description="Logins and sess
 
 
 class SignupSchema(Schema):
-    email = ma.fields.Email(required=True, validate=ma.validate.Length(max=254))
-    password = ma.fields.String(required=True, validate=ma.validate.Length(min=10, max=200))
-    name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=200))
+    email = Email(required=True, validate=ma.validate.Length(max=254))
+    password = Text(required=True, validate=ma.validate.Length(min=10, max=200))
+    name = Text(required=True, validate=ma.validate.Length(min=1, max=200))
 
 
 class LoginSchema(Schema):
-    email = ma.fields.String(required=True, validate=ma.validate.Length(max=254))
-    password = ma.fields.String(required=True, validate=ma.validate.Length(max=200))
-    account = ma.fields.String(
+    email = Text(required=True, validate=ma.validate.Length(max=254))
+    password = Text(required=True, validate=ma.validate.Length(max=200))
+    account = Text(
         load_default="shopper",
         validate=ma.validate.OneOf(["shopper", "staff"]),
         metadata={"description": "`shopper` (default) or `staff`."},
@@ -95,8 +95,8 @@ class Logout(MethodView):
 
 
 class CashierSignInSchema(Schema):
-    staff_code = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=16))
-    pin = ma.fields.String(required=True, validate=ma.validate.Regexp(r"^\d{4,8}$"))
+    staff_code = Text(required=True, validate=ma.validate.Length(min=1, max=16))
+    pin = Text(required=True, validate=ma.validate.Regexp(r"^\d{4,8}$"))
 
 
 class CashierSessionSchema(Schema):

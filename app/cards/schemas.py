@@ -1,6 +1,6 @@
 import marshmallow as ma
 
-from app.core.schemas import Id, MoneyOutSchema, MoneySchema, Schema
+from app.core.schemas import Id, MoneyOutSchema, MoneySchema, Schema, Text
 
 
 class CardSchema(Schema):
@@ -30,8 +30,8 @@ def card_body(card, balance: int, currency: str) -> dict:
 
 
 class RegisterCardSchema(Schema):
-    number = ma.fields.String(required=True, validate=ma.validate.Regexp(r"^\d{16}$"))
-    security_code = ma.fields.String(required=True, validate=ma.validate.Regexp(r"^\d{8}$"))
+    number = Text(required=True, validate=ma.validate.Regexp(r"^\d{16}$"))
+    security_code = Text(required=True, validate=ma.validate.Regexp(r"^\d{8}$"))
 
 
 class PayCodeRequestSchema(Schema):
@@ -63,12 +63,12 @@ class ReportLostSchema(Schema):
 
 class TopUpRequestSchema(Schema):
     amount = ma.fields.Nested(MoneySchema, required=True)
-    payment_token = ma.fields.String(
+    payment_token = Text(
         load_default=None,
         validate=ma.validate.Length(min=1, max=100),
         metadata={"description": "Shoppers: the payment processor's token for a bank card."},
     )
-    tender = ma.fields.String(
+    tender = Text(
         load_default=None,
         validate=ma.validate.OneOf(["cash", "bank_card"]),
         metadata={"description": "Cashiers: how the shopper paid at the till."},
@@ -89,7 +89,7 @@ class TopUpSchema(Schema):
 class AutoReloadRequestSchema(Schema):
     threshold = ma.fields.Nested(MoneySchema, required=True)
     amount = ma.fields.Nested(MoneySchema, required=True)
-    payment_token = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=100))
+    payment_token = Text(required=True, validate=ma.validate.Length(min=1, max=100))
     enabled = ma.fields.Boolean(load_default=True)
 
 
@@ -101,7 +101,11 @@ class AutoReloadSchema(Schema):
 
 
 class BindNfcSchema(Schema):
-    uid = ma.fields.String(required=True, metadata={"description": "The tag's UID in hex."})
+    uid = Text(
+        required=True,
+        validate=ma.validate.Length(max=64),
+        metadata={"description": "The tag's UID in hex."},
+    )
 
 
 class ActivitySchema(Schema):
@@ -119,8 +123,8 @@ class ActivityPageSchema(Schema):
 
 
 class CardLookupRequestSchema(Schema):
-    card_number = ma.fields.String(validate=ma.validate.Regexp(r"^\d{16}$"))
-    nfc_uid = ma.fields.String(validate=ma.validate.Length(min=8, max=40))
+    card_number = Text(validate=ma.validate.Regexp(r"^\d{16}$"))
+    nfc_uid = Text(validate=ma.validate.Length(min=8, max=40))
 
     @ma.validates_schema
     def exactly_one(self, data, **kwargs):
@@ -130,7 +134,7 @@ class CardLookupRequestSchema(Schema):
 
 class BatchRequestSchema(Schema):
     size = ma.fields.Integer(required=True, strict=True, validate=ma.validate.Range(1, 500))
-    note = ma.fields.String(load_default="", validate=ma.validate.Length(max=200))
+    note = Text(load_default="", validate=ma.validate.Length(max=200))
 
 
 class IssuedCardSchema(Schema):

@@ -13,23 +13,34 @@ from app.catalog.models import Product
 from app.catalog.services import ProductExists, ProductNotFound
 from app.core.api import Blueprint
 from app.core.db import session
-from app.core.schemas import MoneyOutSchema, MoneySchema, PageArgsSchema, Schema, decode_cursor
+from app.core.schemas import (
+    List,
+    MoneyOutSchema,
+    MoneySchema,
+    PageArgsSchema,
+    Schema,
+    Text,
+    decode_cursor,
+)
 
 blp = Blueprint("catalog", __name__, url_prefix="/v1", description="Products and prices.")
 
 
+#: Tags one product may carry, and the longest a tag's UID may be written (with separators).
+MAX_NFC_TAGS = 20
+NFC_TAG_LENGTH = ma.validate.Length(max=64)
+
+
 class ProductSchema(Schema):
     id = ma.fields.Integer(dump_only=True)
-    sku = ma.fields.String(required=True, validate=ma.validate.Regexp(r"^[A-Za-z0-9._-]{1,40}$"))
-    barcode = ma.fields.String(
-        load_default=None, allow_none=True, validate=ma.validate.Regexp(r"^\d{8,14}$")
-    )
-    name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=200))
-    description = ma.fields.String(load_default="", validate=ma.validate.Length(max=4000))
-    category = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=80))
+    sku = Text(required=True, validate=ma.validate.Regexp(r"^[A-Za-z0-9._-]{1,40}$"))
+    barcode = Text(load_default=None, allow_none=True, validate=ma.validate.Regexp(r"^\d{8,14}$"))
+    name = Text(required=True, validate=ma.validate.Length(min=1, max=200))
+    description = Text(load_default="", validate=ma.validate.Length(max=4000))
+    category = Text(required=True, validate=ma.validate.Length(min=1, max=80))
     price = ma.fields.Nested(MoneySchema, required=True)
-    image_url = ma.fields.String(load_default="", validate=ma.validate.Length(max=500))
-    nfc_tag_ids = ma.fields.List(ma.fields.String(), load_default=list)
+    image_url = Text(load_default="", validate=ma.validate.Length(max=500))
+    nfc_tag_ids = List(Text(validate=NFC_TAG_LENGTH), max_items=MAX_NFC_TAGS, load_default=list)
     active = ma.fields.Boolean(load_default=True)
 
 
@@ -40,13 +51,13 @@ class ProductOutSchema(ProductSchema):
 class ProductPatchSchema(Schema):
     """Only the fields sent change."""
 
-    barcode = ma.fields.String(allow_none=True, validate=ma.validate.Regexp(r"^\d{8,14}$"))
-    name = ma.fields.String(validate=ma.validate.Length(min=1, max=200))
-    description = ma.fields.String(validate=ma.validate.Length(max=4000))
-    category = ma.fields.String(validate=ma.validate.Length(min=1, max=80))
+    barcode = Text(allow_none=True, validate=ma.validate.Regexp(r"^\d{8,14}$"))
+    name = Text(validate=ma.validate.Length(min=1, max=200))
+    description = Text(validate=ma.validate.Length(max=4000))
+    category = Text(validate=ma.validate.Length(min=1, max=80))
     price = ma.fields.Nested(MoneySchema)
-    image_url = ma.fields.String(validate=ma.validate.Length(max=500))
-    nfc_tag_ids = ma.fields.List(ma.fields.String())
+    image_url = Text(validate=ma.validate.Length(max=500))
+    nfc_tag_ids = List(Text(validate=NFC_TAG_LENGTH), max_items=MAX_NFC_TAGS)
     active = ma.fields.Boolean()
 
 
@@ -56,7 +67,7 @@ class ProductPageSchema(Schema):
 
 
 class ProductQuerySchema(PageArgsSchema):
-    category = ma.fields.String(load_default=None)
+    category = Text(load_default=None, validate=ma.validate.Length(max=80))
 
 
 def product_body(product: Product, tags: list[str]) -> dict:

@@ -12,12 +12,20 @@ from werkzeug.routing import IntegerConverter
 
 from app.core import errors
 from app.core.errors import DomainError, ErrorSchema
+from app.core.limits import MAX_JSON_DEPTH, MAX_JSON_NUMBER_DIGITS
 from app.core.schemas import MAX_ID
 
 #: What the shared error answers say, for the statuses every endpoint can give.
 SHARED_ERRORS = {
-    400: "Bad Request: `malformed_json` (the body is not JSON), `bad_request`",
+    400: "Bad Request: `malformed_json` (the body is not JSON), `json_too_deep` (nested more "
+    f"than {MAX_JSON_DEPTH} levels), `json_number_too_long` (a number of more than "
+    f"{MAX_JSON_NUMBER_DIGITS} digits), `bad_request`",
+    413: "Content Too Large: `payload_too_large` (over `OMNICARD_MAX_REQUEST_BYTES`, 256 KiB "
+    "by default)",
     422: "Unprocessable Entity: `validation_error`; `details.fields` names each bad field",
+    503: "Service Unavailable: `database_unavailable` (nothing was changed: retry), "
+    "`outcome_unknown` (the database went away while saving: retry with the same "
+    "Idempotency-Key, or look before doing it again)",
 }
 
 
@@ -36,7 +44,11 @@ class Api(flask_smorest.Api):
                 response["schema"] = self.ERROR_SCHEMA
             prepare_response(response, self.spec, self.DEFAULT_RESPONSE_CONTENT_TYPE)
             self.spec.components.response(status.name, response, lazy=True)
-        response = {"description": "Any other error, in the same shape", "schema": ErrorSchema}
+        shared = "; ".join(f"{status} {SHARED_ERRORS[status]}" for status in (400, 413, 503))
+        response = {
+            "description": f"Any other error, in the same shape. Any endpoint may answer {shared}",
+            "schema": ErrorSchema,
+        }
         prepare_response(response, self.spec, self.DEFAULT_RESPONSE_CONTENT_TYPE)
         self.spec.components.response("DEFAULT_ERROR", response, lazy=True)
 

@@ -34,6 +34,9 @@ def from_environment() -> dict:
     return {
         #: SQLAlchemy URL: SQLite under instance/ by default; PostgreSQL in production.
         "DATABASE_URL": normalise_database_url(env.get("DATABASE_URL") or _sqlite_default()),
+        #: The largest request body accepted, in bytes (413 above it); Omnicard's largest
+        #: requests (a sale of 200 lines, a product) take a few KB.
+        "MAX_CONTENT_LENGTH": _int("OMNICARD_MAX_REQUEST_BYTES", 256 * 1024),
         #: Where ``flask demo load`` writes what a new user needs.
         "DEMO_FILE": env.get("OMNICARD_DEMO_FILE", str(INSTANCE_DIR / "demo.json")),
         #: The currency of the retailer's cards.

@@ -3,19 +3,33 @@
 Services only flush; the request (or command) commits once at the end. On SQLite every
 transaction begins with ``BEGIN IMMEDIATE`` so that two writers can never both read a balance
 and then race to write it: the second waits for the first (WAL mode keeps readers unblocked).
+
+A lost database connection (PostgreSQL restarted, a backend terminated, a network cut) costs
+no request that can safely run again: a connection that died in the pool is replaced at
+checkout (``pool_pre_ping``), and a request whose connection dies before anything of it was
+committed is run once more from the start, on a fresh connection. A connection lost at the
+commit itself leaves the outcome unknown: the answer is a 503 ``outcome_unknown`` and the
+client retries with the same ``Idempotency-Key``. A change that committed is never answered
+with an error: what runs after the commit only logs its failures.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from flask import Flask, current_app, g
+from flask import Flask, current_app, g, json, request
 from sqlalchemy import MetaData, create_engine, event
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+from app.core.errors import DomainError, error_body, handle_domain_error
+
+log = logging.getLogger(__name__)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -83,6 +97,55 @@ def read_only(engine: Engine) -> Iterator[Connection]:
             connection.rollback()
 
 
+class DatabaseUnavailable(DomainError):
+    code = "database_unavailable"
+    http_status = 503
+    message = "The database cannot be reached just now; nothing was changed. Try again."
+
+    def __init__(self) -> None:
+        super().__init__(retry_after_s=1)
+
+
+class OutcomeUnknown(DomainError):
+    code = "outcome_unknown"
+    http_status = 503
+    message = (
+        "The connection to the database was lost while saving: the change may or may not "
+        "have been made. Retry with the same Idempotency-Key, or look before doing it again."
+    )
+
+    def __init__(self) -> None:
+        super().__init__(retry_after_s=1)
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Did ``exc`` come from a database connection that went away (and is now discarded)?"""
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+@contextmanager
+def driver_cursor(connection: Connection) -> Iterator[Any]:
+    """A cursor straight on the driver's connection (psycopg), for the hot statements that
+    skip SQLAlchemy's execution layer, whose errors still come back as SQLAlchemy's: a lost
+    connection is invalidated and said to be, like any other statement's."""
+    driver = connection.connection.driver_connection
+    try:
+        with driver.cursor() as cursor:
+            yield cursor
+    except connection.dialect.loaded_dbapi.Error as exc:
+        lost = bool(driver.closed)
+        if lost:
+            connection.invalidate(exc)
+        raise DBAPIError.instance(
+            None,
+            None,
+            exc,
+            connection.dialect.loaded_dbapi.Error,
+            connection_invalidated=lost,
+            dialect=connection.dialect,
+        ) from exc
+
+
 class Database:
     """What the app keeps in ``app.extensions['omnicard.db']``."""
 
@@ -90,12 +153,49 @@ class Database:
         self.engine = engine
         self.sessions = sessionmaker(bind=engine, expire_on_commit=False)
 
+        @event.listens_for(self.sessions, "after_commit")
+        def _note_commit(s: Session) -> None:
+            if s.get_nested_transaction() is None:  # not a savepoint released
+                s.info["committed"] = True
+
 
 def init_app(app: Flask) -> None:
     db = Database(make_engine(app.config["DATABASE_URL"]))
     app.extensions["omnicard.db"] = db
     app.after_request(_commit_or_roll_back)
     app.teardown_appcontext(_close_session)
+    app.register_error_handler(DBAPIError, _lost_connection)
+    dispatch = app.dispatch_request  # Flask calls self.dispatch_request: wrap this app's
+    app.dispatch_request = lambda: run_again_if_connection_lost(dispatch)
+
+
+def run_again_if_connection_lost(dispatch: Callable):
+    """Run the view; if its database connection is lost before any of its work committed,
+    nothing of it happened: run it once more, from the start, on a fresh connection.
+
+    A view that commits part of its work early (a failed guess, a top-up written down before
+    the card is charged) is not run again after that commit; its retry is the client's.
+    """
+    try:
+        return dispatch()
+    except DBAPIError as exc:
+        s = g.get("db_session")
+        if not connection_lost(exc) or (s is not None and s.info.get("committed")):
+            raise
+        log.warning("database connection lost; running %s %s again", request.method, request.path)
+    _close_session(None)
+    for name in ("after_commit", "principal", "idempotency_key"):
+        g.pop(name, None)
+    return dispatch()
+
+
+def _lost_connection(exc: DBAPIError):
+    """A lost connection that could not be made good is a 503, not a 500."""
+    if not connection_lost(exc):
+        raise exc
+    s = g.get("db_session")
+    committed = s is not None and s.info.get("committed")
+    return handle_domain_error(OutcomeUnknown() if committed else DatabaseUnavailable())
 
 
 def after_commit(callback) -> None:
@@ -105,17 +205,40 @@ def after_commit(callback) -> None:
 
 def _commit_or_roll_back(response):
     # The request commits once, at the end, and only if it succeeded; then what had to wait
-    # for the commit runs, each in its own transaction.
+    # for the commit runs, each in its own transaction, and none of it can undo the answer.
     s = g.get("db_session")
     callbacks = g.pop("after_commit", [])
     if s is not None:
         if response.status_code < 400:
-            s.commit()
+            try:
+                s.commit()
+            except DBAPIError as exc:
+                if not connection_lost(exc):
+                    raise
+                log.warning("database connection lost at commit: the outcome is unknown")
+                return _answer_instead(response, OutcomeUnknown())
         else:
-            s.rollback()
+            try:
+                s.rollback()
+            except DBAPIError as exc:  # the error answer stands; the server rolls back
+                if not connection_lost(exc):
+                    raise
             callbacks = []
     for callback in callbacks:
-        callback()
+        try:
+            callback()
+        except Exception:  # committed is committed: the callback's own work is retried later
+            log.exception("after-commit %s failed", getattr(callback, "__qualname__", callback))
+    return response
+
+
+def _answer_instead(response, error: DomainError):
+    """``response`` (keeping its headers) turned into ``error``'s answer."""
+    response.set_data(json.dumps(error_body(error.code, error.message, error.details)))
+    response.status_code = error.http_status
+    response.mimetype = "application/json"
+    response.headers["Retry-After"] = str(error.details["retry_after_s"])
+    response.headers.pop("Idempotent-Replayed", None)
     return response
 
 
@@ -133,4 +256,8 @@ def session() -> Session:
 def _close_session(_exc: BaseException | None) -> None:
     s = g.pop("db_session", None)
     if s is not None:
-        s.close()
+        try:
+            s.close()
+        except DBAPIError as exc:  # its connection is gone, and discarded with it
+            if not connection_lost(exc):
+                raise

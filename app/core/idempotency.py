@@ -82,7 +82,10 @@ class Replay:
 
 def request_fingerprint(method: str, path: str, body: object) -> str:
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(f"{method} {path}\n{canonical}".encode()).hexdigest()
+    # JSON can spell a lone surrogate (\ud800), which UTF-8 cannot: the schema refuses it
+    # after this, and until then it must not stop the hashing.
+    text = f"{method} {path}\n{canonical}"
+    return hashlib.sha256(text.encode(errors="surrogatepass")).hexdigest()
 
 
 def claim(s: Session, principal: str, key: str, fingerprint: str) -> Replay | None:

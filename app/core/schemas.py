@@ -1,6 +1,15 @@
-"""Shapes every domain's API shares: money, and cursor pages."""
+"""Shapes every domain's API shares: money, cursor pages, and the fields a request's text and
+lists come in.
+
+Every string a request carries is a ``Text`` (or ``Email``, ``Url``) and every list a ``List``
+with a most: PostgreSQL's text cannot hold the NUL character (nor can UTF-8 hold a lone
+surrogate, which JSON's ``\\ud800`` can spell), and a list is refused by its length before a
+single item of it is looked at.
+"""
 
 from __future__ import annotations
+
+import re
 
 import marshmallow as ma
 
@@ -13,6 +22,51 @@ MAX_ID = 2**63 - 1
 def Id(**kwargs) -> ma.fields.Integer:  # noqa: N802 - reads like the other field classes
     """A whole-number id in a request body."""
     return ma.fields.Integer(strict=True, validate=ma.validate.Range(1, MAX_ID), **kwargs)
+
+
+#: What a database's text cannot hold: NUL, and UTF-16 surrogates on their own.
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+class _Storable:
+    default_error_messages = {
+        "unstorable": "Text may not contain the NUL character or an unpaired surrogate.",
+    }
+
+    def _deserialize(self, value, attr, data, **kwargs) -> str:
+        value = super()._deserialize(value, attr, data, **kwargs)
+        if UNSTORABLE.search(value):
+            raise self.make_error("unstorable")
+        return value
+
+
+class Text(_Storable, ma.fields.String):
+    """A string in a request."""
+
+
+class Email(_Storable, ma.fields.Email):
+    """An email address in a request."""
+
+
+class Url(_Storable, ma.fields.Url):
+    """A URL in a request."""
+
+
+class List(ma.fields.List):
+    """A list in a request, with at most ``max_items`` items: a longer one is refused by its
+    length alone (its items are not deserialized), and the OpenAPI document shows the bound."""
+
+    def __init__(self, inner, *, max_items: int, min_items: int | None = None, **kwargs):
+        self.max_items = max_items
+        validate = kwargs.pop("validate", None)
+        validators = [validate] if callable(validate) else list(validate or [])
+        kwargs["validate"] = [ma.validate.Length(min=min_items, max=max_items), *validators]
+        super().__init__(inner, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, list) and len(value) > self.max_items:
+            raise ma.ValidationError(f"At most {self.max_items} items.")
+        return super()._deserialize(value, attr, data, **kwargs)
 
 
 class Schema(ma.Schema):
@@ -29,7 +83,7 @@ class MoneySchema(Schema):
         validate=ma.validate.Range(min=1, max=MAX_AMOUNT_MINOR),
         metadata={"description": "Minor units (cents), a whole positive number."},
     )
-    currency = ma.fields.String(
+    currency = Text(
         required=True,
         validate=ma.validate.Regexp(r"^[A-Z]{3}$", error="An ISO 4217 code, e.g. USD."),
     )
@@ -46,7 +100,11 @@ def money(amount: int, currency: str) -> dict:
 
 class PageArgsSchema(Schema):
     limit = ma.fields.Integer(load_default=20, validate=ma.validate.Range(min=1, max=100))
-    cursor = ma.fields.String(load_default=None, metadata={"description": "From next_cursor."})
+    cursor = Text(
+        load_default=None,
+        validate=ma.validate.Length(max=18),
+        metadata={"description": "From next_cursor."},
+    )
 
 
 def decode_cursor(cursor: str | None) -> int | None:

@@ -6,6 +6,7 @@ request's rollback must not erase the evidence of a wrong guess.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timedelta
 
 from sqlalchemy import Index, String, func, insert, select
@@ -27,6 +28,14 @@ class FailedAttempt(Base):
     at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
+def _subject(subject: str) -> str:
+    """What is stored for ``subject``: itself, or its digest when longer than the column
+    (an email may be 254 characters)."""
+    if len(subject) <= FailedAttempt.subject.type.length:
+        return subject
+    return "sha256:" + hashlib.sha256(subject.encode(errors="replace")).hexdigest()
+
+
 def refuse_if_over(s: Session, limits: list[tuple[str, str, int, int]]) -> None:
     """``limits`` holds (scope, subject, most failures, window in seconds).
 
@@ -39,7 +48,7 @@ def refuse_if_over(s: Session, limits: list[tuple[str, str, int, int]]) -> None:
             .select_from(FailedAttempt)
             .where(
                 FailedAttempt.scope == scope,
-                FailedAttempt.subject == subject,
+                FailedAttempt.subject == _subject(subject),
                 FailedAttempt.at > now - timedelta(seconds=window_s),
             )
         )
@@ -52,6 +61,9 @@ def record_failure(s: Session, limits: list[tuple[str, str, int, int]]) -> None:
     now = utcnow()
     s.execute(
         insert(FailedAttempt),
-        [{"scope": scope, "subject": subject, "at": now} for scope, subject, _, _ in limits],
+        [
+            {"scope": scope, "subject": _subject(subject), "at": now}
+            for scope, subject, _, _ in limits
+        ],
     )
     s.commit()

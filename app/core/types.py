@@ -36,5 +36,13 @@ class _UtcDateTime(TypeDecorator):
 UtcDateTime = _UtcDateTime()
 
 
+def fitted(text: str, column) -> str:
+    """``text`` cut to what ``column`` (a model's string attribute) holds, ending in "…".
+    For labels made from what a user gave (an account's name from a store's), never for
+    anything looked up by its value."""
+    most = column.type.length
+    return text if len(text) <= most else text[: most - 1] + "…"
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)

@@ -22,7 +22,7 @@ from app.auth.principal import Principal, current_principal
 from app.core.api import Blueprint
 from app.core.db import database, read_only
 from app.core.errors import ValidationFailed
-from app.core.schemas import Schema
+from app.core.schemas import MAX_ID, Schema
 from app.core.types import utcnow
 from app.events.fanout import PRESENTED_FOR, LiveSocket, Subscriber
 from app.events.hub import Companion, EventHub
@@ -35,7 +35,7 @@ blp = Blueprint("events", __name__, url_prefix="/v1", description="The live even
 class StreamArgsSchema(Schema):
     last_event_id = ma.fields.Integer(
         load_default=None,
-        validate=ma.validate.Range(min=0),
+        validate=ma.validate.Range(min=0, max=MAX_ID),
         metadata={"description": "Resume after this event (or send `Last-Event-ID`)."},
     )
 

@@ -21,6 +21,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from app.core.db import driver_cursor
 from app.core.types import utcnow
 from app.events.models import Event, OutboxEntry
 
@@ -66,7 +67,7 @@ def write_events(s: Session) -> None:
         return
     # On the sale path the client's CPU is what is scarce: one prepared statement straight
     # through psycopg, as the ledger's own call goes.
-    with connection.connection.driver_connection.cursor() as cursor:
+    with driver_cursor(connection) as cursor:
         cursor.execute(_INSERT_OUTBOX_SQL, (events,), prepare=True)
 
 

@@ -25,7 +25,8 @@ from sqlalchemy import bindparam, func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.core.types import utcnow
+from app.core.db import driver_cursor
+from app.core.types import fitted, utcnow
 from app.ledger.errors import (
     AccountFrozen,
     AccountNotFound,
@@ -66,7 +67,7 @@ def open_account(
     """Create an account. ``hot`` spreads its balance over shards; only for unlimited accounts."""
     account = Account(
         code=code,
-        name=name,
+        name=fitted(name, Account.name),  # made from a store's name, a shopper's email
         unit=unit,
         type=type,
         no_negative=no_negative,
@@ -197,7 +198,6 @@ _LEDGER_POST = (
 
 
 def _post_in_postgresql(session: Session, legs: Sequence[Leg], context: dict) -> dict:
-    driver = session.connection().connection.driver_connection
     params = (
         context["kind"],
         context["created_at"],
@@ -212,7 +212,7 @@ def _post_in_postgresql(session: Session, legs: Sequence[Leg], context: dict) ->
         [leg.unit for leg in legs],
         random.randrange(1 << 30),
     )
-    with driver.cursor() as cursor:
+    with driver_cursor(session.connection()) as cursor:
         cursor.execute(_LEDGER_POST, params, prepare=True)
         return cursor.fetchone()[0]
 

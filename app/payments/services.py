@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from app.cards.errors import AmountOutOfRange
 from app.cards.models import AutoReload, Card
 from app.cards.services import card_balance, check_currency, currency, require_active
+from app.core.errors import DomainError
 from app.core.types import utcnow
 from app.events import changes
 from app.ledger import services as ledger
@@ -222,7 +223,9 @@ NOT_CHARGED = ChargeResult(approved=False, decline_code="not_charged")
 
 def settle_stale(s: Session, older_than_s: int = 30) -> list[TopUp]:
     """Ask the gateway about every top-up pending for longer than ``older_than_s``. One the
-    processor never saw was never charged: it is closed as declined (``not_charged``)."""
+    processor never saw was never charged: a shopper's is closed as declined
+    (``not_charged``), and an auto-reload is charged now (its sale stands and asked for it;
+    the first attempt was lost with the server or its database connection)."""
     cutoff = utcnow() - timedelta(seconds=older_than_s)
     ids = s.scalars(
         select(TopUp.id).where(TopUp.status == "pending", TopUp.created_at < cutoff)
@@ -230,20 +233,28 @@ def settle_stale(s: Session, older_than_s: int = 30) -> list[TopUp]:
     settled = []
     for top_up_id in ids:
         top_up = s.get(TopUp, top_up_id)
-        try:
-            result = gateway().lookup(reference=top_up.reference, token=top_up.payment_token)
-        except GatewayTimeout:
-            continue  # still no answer: try again next time
-        settled.append(settle(s, top_up_id, result or NOT_CHARGED))
+        if top_up.trigger_sale_id is not None:
+            result = resume(top_up)
+            if result is None:
+                continue  # still no answer: try again next time
+        else:
+            try:
+                lookup = gateway().lookup(reference=top_up.reference, token=top_up.payment_token)
+            except GatewayTimeout:
+                continue  # still no answer: try again next time
+            result = lookup or NOT_CHARGED
+        settled.append(settle(s, top_up_id, result))
         s.commit()
     return settled
 
 
-def auto_reload_after_sale(
+def begin_auto_reload(
     s: Session, *, card_id: int, sale_id: int, balance_before: int, balance_after: int
 ) -> TopUp | None:
-    """Fire the card's auto-reload if this sale took it below the threshold: at most once
-    per sale. Runs after the sale has committed; whatever happens here, the sale stands."""
+    """The card's auto-reload, written down as pending in the sale's own transaction, if this
+    sale took the card below its threshold: at most once per sale, and never lost. The
+    caller charges it once the sale has committed (``charge_auto_reload``); if that never
+    happens (the process or its database connection died), ``flask payments settle`` does."""
     rule = s.get(AutoReload, card_id)
     if rule is None or not rule.enabled:
         return None
@@ -252,10 +263,10 @@ def auto_reload_after_sale(
     card = s.get(Card, card_id)
     try:
         check_top_up_amount(s, card, rule.amount_minor, currency())
-    except Exception as refused:  # noqa: BLE001 - the sale stands whatever this says
+    except DomainError as refused:  # the sale stands whatever this says
         log.info("auto-reload for card %s skipped: %s", card_id, refused)
         return None
-    top_up = begin_gateway_top_up(
+    return begin_gateway_top_up(
         s,
         card=card,
         amount=rule.amount_minor,
@@ -265,7 +276,10 @@ def auto_reload_after_sale(
         idempotency_key=None,
         trigger_sale_id=sale_id,
     )
-    s.commit()
-    top_up = settle(s, top_up.id, charge(top_up))
+
+
+def charge_auto_reload(s: Session, top_up_id: int) -> TopUp:
+    """Charge a pending auto-reload (after its sale has committed) and settle it."""
+    top_up = settle(s, top_up_id, charge(s.get(TopUp, top_up_id)))
     s.commit()
     return top_up

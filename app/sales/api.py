@@ -19,7 +19,7 @@ from app.cards.services import check_currency
 from app.catalog.services import UnknownSku
 from app.core.api import Blueprint
 from app.core.db import after_commit, database, session
-from app.core.schemas import MoneyOutSchema, MoneySchema, Schema, money
+from app.core.schemas import List, MoneyOutSchema, MoneySchema, Schema, Text, money
 from app.ledger.errors import AccountFrozen, BalanceLimitExceeded, InsufficientFunds
 from app.payments import services as payments
 from app.sales import services as sales
@@ -38,9 +38,9 @@ blp = Blueprint("sales", __name__, url_prefix="/v1", description="Selling at the
 
 
 class PresentedSchema(Schema):
-    card_number = ma.fields.String(validate=ma.validate.Regexp(r"^\d{16}$"))
-    nfc_uid = ma.fields.String(validate=ma.validate.Length(min=8, max=40))
-    pay_code = ma.fields.String(validate=ma.validate.Regexp(r"^\d{12}$"))
+    card_number = Text(validate=ma.validate.Regexp(r"^\d{16}$"))
+    nfc_uid = Text(validate=ma.validate.Length(min=8, max=40))
+    pay_code = Text(validate=ma.validate.Regexp(r"^\d{12}$"))
 
     @ma.validates_schema
     def exactly_one(self, data, **kwargs):
@@ -49,25 +49,19 @@ class PresentedSchema(Schema):
 
 
 class LineRequestSchema(Schema):
-    sku = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=40))
+    sku = Text(required=True, validate=ma.validate.Length(min=1, max=40))
     quantity = ma.fields.Integer(required=True, strict=True, validate=ma.validate.Range(1, 999))
 
 
 class TenderRequestSchema(Schema):
-    type = ma.fields.String(
-        required=True, validate=ma.validate.OneOf(["card_balance", "cash", "bank_card"])
-    )
+    type = Text(required=True, validate=ma.validate.OneOf(["card_balance", "cash", "bank_card"]))
     amount = ma.fields.Nested(MoneySchema, required=True)
 
 
 class SaleRequestSchema(Schema):
     customer = ma.fields.Nested(PresentedSchema, load_default=None)
-    lines = ma.fields.List(
-        ma.fields.Nested(LineRequestSchema), required=True, validate=ma.validate.Length(1, 200)
-    )
-    tenders = ma.fields.List(
-        ma.fields.Nested(TenderRequestSchema), required=True, validate=ma.validate.Length(1, 10)
-    )
+    lines = List(ma.fields.Nested(LineRequestSchema), required=True, min_items=1, max_items=200)
+    tenders = List(ma.fields.Nested(TenderRequestSchema), required=True, min_items=1, max_items=10)
 
 
 class SaleLineSchema(Schema):
@@ -137,23 +131,26 @@ def sale_body(sale: Sale, card_balance: int | None = None) -> dict:
     }
 
 
-def _auto_reload_after_commit(card_id: int, sale_id: int, before: int, after: int) -> None:
-    """Once the sale has committed, fire the card's auto-reload if it crossed its threshold,
-    in its own transaction: whatever happens here, the sale stands. (It runs before the
-    response leaves, so the till's answer waits for the gateway; a job queue would free it.)"""
+def _auto_reload(card_id: int, sale_id: int, before: int, after: int) -> None:
+    """Write the card's auto-reload down with the sale if the sale crossed its threshold, and
+    charge it once the sale has committed, in its own transaction: whatever happens there,
+    the sale stands, and a reload whose charge never ran is charged by `flask payments
+    settle`. (It runs before the response leaves, so the till's answer waits for the
+    gateway; a job queue would free it.)"""
+    top_up = payments.begin_auto_reload(
+        session(), card_id=card_id, sale_id=sale_id, balance_before=before, balance_after=after
+    )
+    if top_up is None:
+        return
 
-    def fire():
-        with database().sessions() as s:
-            try:
-                payments.auto_reload_after_sale(
-                    s, card_id=card_id, sale_id=sale_id, balance_before=before,
-                    balance_after=after,
-                )  # fmt: skip
-            except Exception:  # the sale stands; the reload is logged for staff to see
-                s.rollback()
-                log.exception("auto-reload after sale %s failed", sale_id)
+    def charge():
+        try:
+            with database().sessions() as s:
+                payments.charge_auto_reload(s, top_up.id)
+        except Exception:  # the sale stands; the reload stays pending, to be settled
+            log.exception("auto-reload %s after sale %s failed", top_up.id, sale_id)
 
-    after_commit(fire)
+    after_commit(charge)
 
 
 @blp.route("/sales")
@@ -178,14 +175,14 @@ class Sales(MethodView):
             tenders=[(t["type"], t["amount"]["amount"]) for t in data["tenders"]],
         )
         if outcome.card is not None and outcome.card_balance_after is not None:
-            _auto_reload_after_commit(
+            _auto_reload(
                 outcome.card.id, outcome.sale.id, outcome.card_balance_before,
                 outcome.card_balance_after,
             )  # fmt: skip
         return sale_body(outcome.sale, outcome.card_balance_after)
 
 
-@blp.route("/sales/<int:sale_id>")
+@blp.route("/sales/<id:sale_id>")
 class SaleView(MethodView):
     @blp.requires("cashier")
     @blp.response(200, SaleSchema)
@@ -196,10 +193,11 @@ class SaleView(MethodView):
 
 
 class RefundRequestSchema(Schema):
-    lines = ma.fields.List(
+    lines = List(
         ma.fields.Nested(LineRequestSchema),
         load_default=None,
-        validate=ma.validate.Length(min=1, max=200),
+        min_items=1,
+        max_items=200,
         metadata={"description": "What to refund; everything left when omitted."},
     )
 
@@ -254,7 +252,7 @@ def refund_body(refund: Refund, currency: str) -> dict:
     }
 
 
-@blp.route("/sales/<int:sale_id>/refunds")
+@blp.route("/sales/<id:sale_id>/refunds")
 class SaleRefunds(MethodView):
     @blp.requires("cashier")
     @blp.idempotent()

@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from app.core.api import Blueprint
 from app.core.db import session
 from app.core.errors import Conflict
-from app.core.schemas import Id, Schema
+from app.core.schemas import Id, Schema, Text
 from app.stores import services as stores
 from app.stores.services import DeviceNotFound, StoreNotFound
 
@@ -18,11 +18,11 @@ blp = Blueprint("stores", __name__, url_prefix="/v1", description="Stores and th
 
 class StoreSchema(Schema):
     id = ma.fields.Integer(dump_only=True)
-    code = ma.fields.String(
+    code = Text(
         required=True, validate=ma.validate.Regexp(r"^[a-z0-9-]{1,40}$", error="a-z, 0-9, -")
     )
-    name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=200))
-    address = ma.fields.String(load_default="", validate=ma.validate.Length(max=400))
+    name = Text(required=True, validate=ma.validate.Length(min=1, max=200))
+    address = Text(load_default="", validate=ma.validate.Length(max=400))
 
 
 class StoreListSchema(Schema):
@@ -31,8 +31,8 @@ class StoreListSchema(Schema):
 
 class DeviceRequestSchema(Schema):
     store_id = Id(required=True)
-    kind = ma.fields.String(required=True, validate=ma.validate.OneOf(["pos", "kiosk"]))
-    name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=200))
+    kind = Text(required=True, validate=ma.validate.OneOf(["pos", "kiosk"]))
+    name = Text(required=True, validate=ma.validate.Length(min=1, max=200))
 
 
 class DeviceSchema(Schema):

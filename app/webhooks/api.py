@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 from app.auth.principal import current_principal
 from app.core.api import Blueprint
 from app.core.db import session
-from app.core.schemas import PageArgsSchema, Schema, decode_cursor
+from app.core.schemas import List, PageArgsSchema, Schema, Text, Url, decode_cursor
 from app.events.api import run_beside_hub
 from app.events.changes import EVENT_TYPES
 from app.webhooks import services as webhooks
@@ -26,11 +26,17 @@ blp = Blueprint(
 
 
 class WebhookRequestSchema(Schema):
-    url = ma.fields.Url(required=True, schemes={"http", "https"}, require_tld=False)
-    event_types = ma.fields.List(
-        ma.fields.String(validate=ma.validate.OneOf(EVENT_TYPES)),
+    url = Url(
         required=True,
-        validate=ma.validate.Length(min=1),
+        schemes={"http", "https"},
+        require_tld=False,
+        validate=ma.validate.Length(max=500),
+    )
+    event_types = List(
+        Text(validate=ma.validate.OneOf(EVENT_TYPES)),
+        required=True,
+        min_items=1,
+        max_items=len(EVENT_TYPES),
     )
 
 

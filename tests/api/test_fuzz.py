@@ -12,8 +12,6 @@ is derandomised, so CI repeats it exactly, and bounded to about a minute per dat
 
 from __future__ import annotations
 
-import json
-
 import hypothesis.strategies as st
 import pytest
 import schemathesis
@@ -40,26 +38,6 @@ CHECKS = [
 #: Generated requests per operation, caller and mode: valid data, then invalid.
 EXAMPLES = 12
 MODES = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
-
-
-# ---- Known findings that branch h-input fixes (issue 12, "Bad input answered with 500"). ----
-# The lead removes this block, and its one use in `send`, once h-input is merged: from then
-# on the fuzzer must find none of these either.
-def fixed_on_h_input(case, error: BaseException) -> bool:
-    """A NUL byte in a string reaching PostgreSQL (psycopg's DataError), or a sale id beyond
-    64 bits in a ``<int:sale_id>`` route (PostgreSQL: bigint out of range)."""
-    sent = json.dumps([case.body, case.query, case.path_parameters], default=str)
-    if "\\u0000" in sent and "cannot contain NUL" in str(error):
-        return True
-    sale_id = (case.path_parameters or {}).get("sale_id")
-    return (
-        isinstance(sale_id, int)
-        and sale_id > 2**63 - 1
-        and ("out of range" in str(error) or "too large" in str(error))
-    )
-
-
-# ---- end of the block to remove ----
 
 
 @pytest.fixture(params=CALLERS)
@@ -145,8 +123,6 @@ def test_every_operation_answers_as_documented_and_never_5xx(app, client, caller
         try:
             case.validate_response(case.call(headers=headers), checks=CHECKS)
         except (Exception, FailureGroup) as error:  # all are gathered, then reported together
-            if fixed_on_h_input(case, error):
-                return
             curl = case.as_curl_command(headers=headers)
             findings.append(f"{case.method} {case.path}: {error!s:.1500}\n    {curl:.1500}")
 

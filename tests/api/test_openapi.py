@@ -1,5 +1,5 @@
 """Every endpoint is in the OpenAPI document with its request, its answer, its error codes,
-and who may call it."""
+and who may call it; every string and list a request can carry has a bound there."""
 
 import re
 
@@ -89,3 +89,52 @@ def test_value_moving_operations_require_an_idempotency_key(spec):
             moving.add((method, path))
             assert "`idempotency_key_reused`" in operation["responses"]["409"]["description"]
     assert moving == VALUE_MOVING
+
+
+def resolve_schema(spec, schema):
+    while "$ref" in schema:
+        schema = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
+    return schema
+
+
+def test_every_list_a_request_can_carry_has_a_most(spec):
+    def lists(schema, where):
+        schema = resolve_schema(spec, schema)
+        if schema.get("type") == "array":
+            yield where, schema
+            yield from lists(schema["items"], where + "[]")
+        for name, prop in schema.get("properties", {}).items():
+            yield from lists(prop, f"{where}.{name}")
+
+    found = []
+    for method, path, operation in operations(spec):
+        content = operation.get("requestBody", {}).get("content", {})
+        for media in content.values():
+            found += [(method, path, w, s) for w, s in lists(media["schema"], "body")]
+    assert found, "no request lists seen: the walk is broken"
+    for method, path, where, schema in found:
+        assert "maxItems" in schema, (method, path, where)
+
+
+def test_every_string_a_request_can_carry_has_a_longest(spec):
+    # A string with no bound reaches a column of fixed length sooner or later.
+    def strings(schema, where):
+        schema = resolve_schema(spec, schema)
+        if schema.get("type") == "array":
+            yield from strings(schema["items"], where + "[]")
+        if schema.get("type") == "string":
+            yield where, schema
+        for name, prop in schema.get("properties", {}).items():
+            yield from strings(prop, f"{where}.{name}")
+
+    found = []
+    for method, path, operation in operations(spec):
+        for media in operation.get("requestBody", {}).get("content", {}).values():
+            found += [(method, path, w, s) for w, s in strings(media["schema"], "body")]
+        for parameter in operation.get("parameters", []):
+            if parameter["in"] == "query" and parameter["schema"].get("type") == "string":
+                found += [(method, path, "query." + parameter["name"], parameter["schema"])]
+    assert found, "no request strings seen: the walk is broken"
+    for method, path, where, schema in found:
+        bounded = {"maxLength", "enum", "pattern", "format"} & set(schema)
+        assert bounded, (method, path, where)
