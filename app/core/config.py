@@ -52,12 +52,29 @@ def from_environment() -> dict:
         "TOPUP_MAX_MINOR": _int("OMNICARD_TOPUP_MAX_MINOR", 25_000),
         #: The most one sale may take from a card identified by an NFC UID alone.
         "NFC_UID_LIMIT_MINOR": _int("OMNICARD_NFC_UID_LIMIT_MINOR", 2_500),
-        #: Failed guesses allowed before a pause: card registration per shopper and per
-        #: client address each hour, per card each day; logins and PINs per 15 minutes.
+        #: Failed guesses allowed before a pause (see app.core.throttle). Only the guesser's
+        #: own failures refuse it: a shopper's at card registration (an hour), one account
+        #: from one address at login, one staff code at one till (15 minutes). The wider
+        #: counts (a card's code each day, an address's registrations each hour, an
+        #: account's logins from anywhere, an address's logins at any account, a till's PINs
+        #: in 15 minutes) only make guessers that have failed themselves wait sooner.
         "REGISTER_MAX_FAILURES_ACCOUNT": _int("OMNICARD_REGISTER_MAX_FAILURES_ACCOUNT", 5),
         "REGISTER_MAX_FAILURES_IP": _int("OMNICARD_REGISTER_MAX_FAILURES_IP", 20),
         "REGISTER_MAX_FAILURES_CARD": _int("OMNICARD_REGISTER_MAX_FAILURES_CARD", 5),
         "LOGIN_MAX_FAILURES": _int("OMNICARD_LOGIN_MAX_FAILURES", 10),
+        "LOGIN_MAX_FAILURES_ACCOUNT": _int("OMNICARD_LOGIN_MAX_FAILURES_ACCOUNT", 30),
+        "LOGIN_MAX_FAILURES_ADDRESS": _int("OMNICARD_LOGIN_MAX_FAILURES_ADDRESS", 50),
+        "PIN_MAX_FAILURES_DEVICE": _int("OMNICARD_PIN_MAX_FAILURES_DEVICE", 30),
+        #: How many reverse proxies in front of the app set X-Forwarded-For (and -Proto,
+        #: -Host): the client address that logins are throttled by is taken that many hops
+        #: from the right. 0 (the default): the connection's own address, and any
+        #: X-Forwarded-For a client sends is ignored. Set it to exactly the number of
+        #: proxies you run: more lets a client choose its own address.
+        "TRUSTED_PROXIES": _int("OMNICARD_TRUSTED_PROXIES", 0),
+        #: The key that physical cards' security codes are kept under (HMAC-SHA256; see
+        #: app/cards/codes.py). Needed to issue or check a code; never in the database.
+        #: `scripts/run` makes one for development, once, in instance/card-code.key.
+        "CARD_CODE_KEY": env.get("OMNICARD_CARD_CODE_KEY", ""),
         #: Stars per whole currency unit paid from the card's balance, and otherwise.
         "STARS_PER_UNIT_CARD": _int("OMNICARD_STARS_PER_UNIT_CARD", 2),
         "STARS_PER_UNIT_OTHER": _int("OMNICARD_STARS_PER_UNIT_OTHER", 1),

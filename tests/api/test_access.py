@@ -290,7 +290,11 @@ TILL_AND_ADMIN_REQUESTS = {
     "refund-sale": ("POST", "/v1/sales/{sale}/refunds", {}),
     "open-cashier-session": ("POST", "/v1/pos/sessions", {"staff_code": "C0001", "pin": "1357"}),
     "look-up-card": ("POST", "/v1/pos/lookups", {"card_number": "1234567890123456"}),
-    "bind-nfc": ("PUT", "/v1/cards/{card}/nfc", {"uid": "04a1b2c3d4e5f6"}),
+    "bind-nfc-at-till": (
+        "POST",
+        "/v1/pos/nfc-bindings",
+        {"uid": "04a1b2c3d4e5f6", "card": {"pay_code": "123456789012"}},
+    ),
     "open-store": ("POST", "/v1/admin/stores", {"code": "rogue", "name": "Rogue"}),
     "register-device": ("POST", "/v1/admin/devices", {"kind": "pos", "name": "T", "store_id": 0}),
     "issue-card-batch": ("POST", "/v1/admin/card-batches", {"size": 1}),
