@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from app.auth.errors import InvalidCredentials, InvalidStaffPin
 from app.auth.models import AuthToken, Staff
-from app.auth.passwords import hash_secret, verify_secret
+from app.auth.passwords import hash_new_password, hash_secret, verify_secret
 from app.auth.principal import DEVICE_PREFIX, TOKEN_PREFIX, hash_token
 from app.core import throttle
 from app.core.throttle import Limit
@@ -140,11 +140,13 @@ def create_staff(
     pin: str | None = None,
     store_id: int | None = None,
 ) -> Staff:
+    """Raises WeakPassword."""
+    email = normalise_email(email)
     staff = Staff(
-        email=normalise_email(email),
+        email=email,
         name=name,
         role=role,
-        password_hash=hash_secret(password),
+        password_hash=hash_new_password(password, email=email, name=name),
         staff_code=staff_code,
         pin_hash=hash_secret(pin) if pin else None,
         store_id=store_id,

@@ -127,6 +127,41 @@ def test_signup_with_an_email_taken_in_any_case_answers_409_email_taken(api, db)
 
 
 @pytest.mark.parametrize(
+    ("password", "reason"),
+    [
+        ("1111111111", "repetitive"),
+        ("abababababab", "repetitive"),
+        ("1234567890", "repetitive"),
+        ("qwertyuiop", "repetitive"),
+        ("password12", "common"),
+        ("Password123!", "common"),
+        ("iloveyou2024", "common"),
+        ("basketball", "common"),
+        ("ada.lovelace@example.test", "personal"),
+        ("ada.lovelace1815", "personal"),
+        ("Lovelace!!2024", "personal"),
+        ("Omnicard2026!", "personal"),
+    ],
+)
+def test_signup_refuses_a_guessable_password_and_creates_nothing(api, db, password, reason):
+    response = sign_up(api, email="ada.lovelace@example.test", password=password,
+                       name="Ada Lovelace")  # fmt: skip
+
+    assert_error(response, 422, "weak_password")
+    assert response.json["error"]["details"]["reason"] == reason
+    assert response.json["error"]["details"]["fields"]["password"]
+    assert count(db, Customer) == 0
+    assert count(db, Card) == 0
+
+
+def test_signup_takes_a_long_password_of_ordinary_words_without_composition_rules(api):
+    response = sign_up(api, email="ada.lovelace@example.test", password="analytical engine notes",
+                       name="Ada Lovelace")  # fmt: skip
+
+    assert response.status_code == 201, response.json
+
+
+@pytest.mark.parametrize(
     ("body", "field"),
     [
         ({"email": "not-an-email", "password": PASSWORD, "name": "Ada"}, "email"),
@@ -600,6 +635,9 @@ def test_cli_staff_password_is_hashed_not_stored(app, db):
     ("extra", "complaint"),
     [
         (["--role", "admin", "--password", "too short"], "at least 10 characters"),
+        (["--role", "admin", "--password", "password12"], "most common or breached"),
+        (["--role", "admin", "--password", "1111111111"], "repetitive or sequential"),
+        (["--role", "admin", "--password", "x@example.test!"], "close to your email"),
         (["--role", "owner", "--password", "a staff password"], "'owner' is not one of"),
         (["--role", "admin", "--password", "a staff password", "--pin", "12ab"], "4 to 8 digits"),
         (["--role", "admin", "--password", "a staff password", "--pin", "123"], "4 to 8 digits"),
@@ -632,6 +670,9 @@ def test_cli_staff_password_is_hashed_not_stored(app, db):
     ],  # fmt: skip
     ids=[
         "short-password",
+        "common-password",
+        "repetitive-password",
+        "email-as-password",
         "unknown-role",
         "pin-not-digits",
         "pin-too-short",
