@@ -1,7 +1,11 @@
 """Configuration, read from the environment with defaults that work on a fresh machine."""
 
+import hashlib
 import os
+import re
 from pathlib import Path
+
+from sqlalchemy.engine import make_url
 
 INSTANCE_DIR = Path(__file__).resolve().parents[2] / "instance"
 
@@ -19,6 +23,19 @@ def normalise_database_url(url: str) -> str:
     return url
 
 
+def demo_file_for(database_url: str) -> str:
+    """Each database has its own demo file: the default SQLite's is ``instance/demo.json``;
+    any other's is named after it, so that running on PostgreSQL and then on SQLite again
+    never shows the one database's secrets for the other."""
+    if database_url == normalise_database_url(_sqlite_default()):
+        return str(INSTANCE_DIR / "demo.json")
+    url = make_url(database_url)
+    parts = [url.get_backend_name(), url.host or "", str(url.port or ""), url.database or ""]
+    label = re.sub(r"[^A-Za-z0-9.]+", "-", "-".join(p for p in parts if p)).strip("-.")
+    digest = hashlib.sha256(url.render_as_string(hide_password=True).encode()).hexdigest()
+    return str(INSTANCE_DIR / f"demo-{label[:80]}-{digest[:8]}.json")
+
+
 def _int(name: str, default: int) -> int:
     value = os.environ.get(name)
     if value is None or value == "":
@@ -31,11 +48,12 @@ def _int(name: str, default: int) -> int:
 
 def from_environment() -> dict:
     env = os.environ
+    database_url = normalise_database_url(env.get("DATABASE_URL") or _sqlite_default())
     return {
         #: SQLAlchemy URL: SQLite under instance/ by default; PostgreSQL in production.
-        "DATABASE_URL": normalise_database_url(env.get("DATABASE_URL") or _sqlite_default()),
-        #: Where ``flask demo load`` writes what a new user needs.
-        "DEMO_FILE": env.get("OMNICARD_DEMO_FILE", str(INSTANCE_DIR / "demo.json")),
+        "DATABASE_URL": database_url,
+        #: Where ``flask demo load`` writes what a new user needs: one file per database.
+        "DEMO_FILE": env.get("OMNICARD_DEMO_FILE") or demo_file_for(database_url),
         #: The currency of the retailer's cards.
         "CURRENCY": env.get("OMNICARD_CURRENCY", "USD"),
         #: argon2id cost for passwords, PINs and card security codes (RFC 9106's second
