@@ -6,8 +6,8 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from app.auth.models import Staff
-from app.core import config
 from app.catalog.models import Product
+from app.core import config
 from app.customers.models import Customer
 from app.ledger.models import LedgerTransaction
 from app.stores.models import Device, Store
