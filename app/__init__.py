@@ -8,7 +8,7 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.core import api as core_api
-from app.core import config, db
+from app.core import config, db, headers
 
 
 def create_app(overrides: dict | None = None) -> Flask:
@@ -24,6 +24,7 @@ def create_app(overrides: dict | None = None) -> Flask:
 
     db.init_app(app)
     api = core_api.init_app(app)
+    headers.init_app(app)
 
     from app import demo
     from app.auth import api as auth_api

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from http import HTTPStatus
+from pathlib import Path
 
 import flask_smorest
 import swagger_ui_bundle
@@ -14,6 +15,7 @@ from app.core import errors
 from app.core.errors import DomainError, ErrorSchema
 from app.core.schemas import MAX_ID
 
+STATIC_DIR = Path(__file__).parent / "static"
 #: What the shared error answers say, for the statuses every endpoint can give.
 SHARED_ERRORS = {
     400: "Bad Request: `malformed_json` (the body is not JSON), `bad_request`",
@@ -149,6 +151,11 @@ def init_app(app: Flask) -> Api:
     @app.route("/docs/static/<path:filename>")
     def swagger_ui_static(filename: str):
         return send_from_directory(swagger_ui_bundle.swagger_ui_path, filename)
+
+    @app.route("/docs/start.js")
+    def docs_start_script():
+        """Starts Swagger UI (app/templates/swagger_ui.html has no inline script)."""
+        return send_from_directory(STATIC_DIR, "docs-start.js")
 
     errors.init_app(app)
     app.extensions["omnicard.api"] = api

@@ -83,6 +83,11 @@ def from_environment() -> dict:
         "LOGIN_MAX_FAILURES_ACCOUNT": _int("OMNICARD_LOGIN_MAX_FAILURES_ACCOUNT", 30),
         "LOGIN_MAX_FAILURES_ADDRESS": _int("OMNICARD_LOGIN_MAX_FAILURES_ADDRESS", 50),
         "PIN_MAX_FAILURES_DEVICE": _int("OMNICARD_PIN_MAX_FAILURES_DEVICE", 30),
+        #: Web origins whose pages may call the API from a browser (CORS), comma-separated and
+        #: exact (``https://app.example,https://shop.example``); none by default.
+        "CORS_ORIGINS": [
+            o.strip() for o in env.get("OMNICARD_CORS_ORIGINS", "").split(",") if o.strip()
+        ],
         #: How many reverse proxies in front of the app set X-Forwarded-For (and -Proto,
         #: -Host): the client address that logins are throttled by is taken that many hops
         #: from the right. 0 (the default): the connection's own address, and any
