@@ -93,7 +93,8 @@ def refuse_if_over(
     if mine >= most_under_attack:
         for limit in wider:
             if _failures(s, limit) >= limit.most:
-                raise TooManyAttempts(retry_after_s=limit.window_s)
+                # Over once either the attack or the guesser's own failures have aged out.
+                raise TooManyAttempts(retry_after_s=min(own.window_s, limit.window_s))
 
 
 def record_failure(s: Session, own: Limit, wider: Sequence[Limit] = ()) -> None:

@@ -463,6 +463,8 @@ def test_guessing_at_one_card_does_not_keep_its_holder_from_registering_it(
     refused = register(api, guessers[0], target["number"], target["security_code"], ip="192.0.2.1")
     assert refused.status_code == 429
     assert refused.json["error"]["code"] == "too_many_attempts"
+    # ...until its own failure is an hour old, though the card's count lasts a day.
+    assert refused.json["error"]["details"]["retry_after_s"] == 3600
     assert get_card(api, admin, target["id"])["registered"] is False
     holder, _ = world.shopper()
 
