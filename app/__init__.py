@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.core import api as core_api
-from app.core import config, db, limits
+from app.core import config, db, headers, limits
 
 
 def create_app(overrides: dict | None = None) -> Flask:
@@ -16,10 +17,15 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.config.update(config.from_environment())
     app.config.update(overrides or {})
     logging.getLogger("nfc").setLevel(logging.WARNING)
+    hops = app.config["TRUSTED_PROXIES"]
+    if hops:
+        # The client address (logins are throttled by it) as the nearest trusted proxy saw it.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
     db.init_app(app)
     limits.init_app(app)
     api = core_api.init_app(app)
+    headers.init_app(app)
 
     from app import demo
     from app.auth import api as auth_api

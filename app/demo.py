@@ -16,7 +16,7 @@ from flask.cli import AppGroup
 from sqlalchemy import select
 
 from app.auth import services as auth
-from app.auth.principal import Principal
+from app.auth.principal import Principal, hash_token
 from app.cards import services as cards
 from app.catalog import services as catalog
 from app.catalog.models import Product
@@ -26,7 +26,7 @@ from app.payments import services as payments
 from app.payments.gateway import SandboxGateway
 from app.sales import services as sales
 from app.stores import services as stores
-from app.stores.models import Store
+from app.stores.models import Device, Store
 
 demo_cli = AppGroup("demo", help="Demo data.")
 
@@ -184,13 +184,32 @@ def build_demo(base_url: str) -> dict:
     return info
 
 
+def describes_this_database(info: dict) -> bool:
+    """Whether a demo file's secrets open this database: its first till's secret is one of
+    this database's devices (a file left by another database, or by this one before it was
+    emptied and loaded again by someone else, is not)."""
+    try:
+        secret = info["stores"][0]["pos"]["secret"]
+    except (KeyError, IndexError, TypeError):
+        return False
+    return (
+        session().scalar(select(Device.id).where(Device.secret_hash == hash_token(secret)))
+        is not None
+    )
+
+
 def load_demo(base_url: str = "http://127.0.0.1:5000") -> tuple[dict, bool]:
     """Load the demo once. Returns what a new user needs, and whether it was loaded now."""
     s = session()
     if s.scalar(select(Product.id).limit(1)) is not None:
         if demo_file().exists():
-            return json.loads(demo_file().read_text()), False
-        return {"note": "This database has data already; no demo data was loaded."}, False
+            info = json.loads(demo_file().read_text())
+            if describes_this_database(info):
+                return info, False
+        return {
+            "note": "This database has data already, and no demo file here describes it: no "
+            "demo data was loaded, and no logins or secrets can be shown."
+        }, False
     info = build_demo(base_url)
     s.commit()
     demo_file().parent.mkdir(parents=True, exist_ok=True)
@@ -213,8 +232,34 @@ def load_command(base_url: str) -> None:
                        f"POS secret {store['pos']['secret']}; "
                        f"kiosk secret {store['kiosk']['secret']}")  # fmt: skip
         for shopper in info["shoppers"]:
-            click.echo(f"  Shopper: {shopper['email']} / {shopper['password']}")
-    click.echo(f"  Everything, with tokens and gift cards: {demo_file()}")
+            click.echo(f"  Shopper: {shopper['email']} / {shopper['password']}, "
+                       f"card number {shopper['card_number']}")  # fmt: skip
+        click.echo(f"  Everything, with tokens and gift cards: {demo_file()}")
+    else:
+        click.echo(f"  {info['note']}")
+
+
+@demo_cli.command("file")
+def file_command() -> None:
+    """Print where this database's demo file is."""
+    click.echo(demo_file())
+
+
+@demo_cli.command("get")
+@click.argument("path")
+def get_command(path: str) -> None:
+    """Print one value of this database's demo file, e.g. `stores.0.pos.secret` or
+    `shoppers.0.card_number` (for shell scripts: `POS=$(flask --app wsgi demo get ...)`)."""
+    info = json.loads(demo_file().read_text()) if demo_file().exists() else None
+    if info is None or not describes_this_database(info):
+        raise click.ClickException("no demo file describes this database: run `flask demo load`")
+    value = info
+    try:
+        for step in path.split("."):
+            value = value[int(step)] if isinstance(value, list) else value[step]
+    except (KeyError, IndexError, ValueError, TypeError):
+        raise click.ClickException(f"the demo file has no {path!r}") from None
+    click.echo(value if isinstance(value, str | int) else json.dumps(value))
 
 
 def init_app(app: Flask) -> None:

@@ -38,6 +38,8 @@ TEST_CONFIG = {
     "ARGON2_MEMORY_KIB": 1024,
     # Tests that need live streams start an app of their own with the hub on.
     "EVENTS_HUB": False,
+    # A fixed key for card security codes (production's comes from the environment).
+    "CARD_CODE_KEY": "test-card-code-key-0123456789abcdef",
 }
 #: Children before parents, for emptying the tables after a test that committed.
 TABLES_TO_EMPTY = tuple(table.name for table in reversed(metadata.sorted_tables))

@@ -21,6 +21,7 @@ def test_fresh_machine_migrates_loads_the_demo_and_the_ledger_verifies(tmp_path)
     env |= {
         "DATABASE_URL": f"sqlite:///{tmp_path / 'omnicard.sqlite3'}",
         "OMNICARD_DEMO_FILE": str(tmp_path / "demo.json"),
+        "OMNICARD_CARD_CODE_KEY": "a development key, as scripts/run makes one",
     }
     for step in (["db", "upgrade"], ["demo", "load"], ["demo", "load"], ["ledger", "verify"]):
         done = flask(*step, env=env)

@@ -7,7 +7,13 @@ from flask import request
 from flask.views import MethodView
 
 from app.auth import services as auth
-from app.auth.errors import EmailTaken, InvalidCredentials, InvalidStaffPin, TooManyAttempts
+from app.auth.errors import (
+    EmailTaken,
+    InvalidCredentials,
+    InvalidStaffPin,
+    TooManyAttempts,
+    WeakPassword,
+)
 from app.auth.principal import current_principal
 from app.core.api import Blueprint
 from app.core.db import session
@@ -63,9 +69,15 @@ def staff_body(staff) -> dict:
 class Signup(MethodView):
     @blp.arguments(SignupSchema)
     @blp.response(201, SessionSchema)
-    @blp.errors(EmailTaken)
+    @blp.errors(EmailTaken, WeakPassword)
     def post(self, data):
-        """Create a shopper account, with a digital card and a Stars balance. Anyone."""
+        """Create a shopper account, with a digital card and a Stars balance. Anyone.
+
+        The password needs 10 characters or more, and no rules of composition; it is refused
+        (`weak_password`, with `details.reason`) when it is one of the most common or breached
+        passwords or a dictionary word, repetitive or sequential, or close to one's email or
+        name.
+        """
         token, customer = customers.sign_up(session(), **data)
         return {"token": token, "customer": me_body(customer)}
 

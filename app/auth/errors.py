@@ -35,3 +35,9 @@ class TooManyAttempts(DomainError):
     code = "too_many_attempts"
     http_status = 429
     message = "Too many failed attempts; wait a while and try again."
+
+
+class WeakPassword(DomainError):
+    code = "weak_password"
+    http_status = 422
+    message = "That password is too easy to guess: choose another."

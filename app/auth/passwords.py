@@ -8,6 +8,9 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app
 
+from app.auth import password_rules
+from app.auth.errors import WeakPassword
+
 
 def _hasher() -> PasswordHasher:
     cfg = current_app.config
@@ -20,6 +23,21 @@ def _hasher() -> PasswordHasher:
 
 def hash_secret(secret: str) -> str:
     return _hasher().hash(secret)
+
+
+def hash_new_password(password: str, *, email: str, name: str) -> str:
+    """The hash to store for a password being set, if it may be used (app.auth.password_rules).
+    Every place that sets a password goes through here.
+
+    Raises WeakPassword, with ``details.reason`` one of password_rules.REASONS.
+    """
+    reason = password_rules.weakness(
+        password, identifiers=password_rules.identifiers_of(email, name)
+    )
+    if reason is not None:
+        message = password_rules.REASONS[reason]
+        raise WeakPassword(message, reason=reason, fields={"password": [message]})
+    return hash_secret(password)
 
 
 def verify_secret(stored_hash: str | None, secret: str) -> bool:

@@ -122,23 +122,54 @@ def current_principal() -> Principal:
     return g.principal
 
 
+#: How each kind of caller gets its token, for the answers that name the caller needed.
+HOW_TO_BE = {
+    "customer": "a shopper's login token (POST /v1/auth/login)",
+    "staff": 'a staff login token (POST /v1/auth/login with "account": "staff")',
+    "staff:admin": 'an admin\'s login token (POST /v1/auth/login with "account": "staff")',
+    "device": "a device secret",
+    "device:pos": "a POS terminal's device secret",
+    "device:kiosk": "a kiosk's device secret",
+    "cashier": "a cashier session token (POST /v1/pos/sessions, sent with the till's device "
+    "secret, the cashier's staff code and PIN)",
+}
+
+
+def _who(kinds: tuple[str, ...], role: str | None, device_kind: str | None) -> list[str]:
+    """The callers a view takes, as ``kind`` or ``kind:narrowing``."""
+    narrowing = {"staff": role, "device": device_kind}
+    return [f"{k}:{narrowing[k]}" if narrowing.get(k) else k for k in kinds]
+
+
+def forbidden(allowed: list[str], caller: Principal) -> Forbidden:
+    """A 403 that says which callers may do it and what this one is, so that a client sent
+    with the wrong token (a till's device secret where a cashier session is needed) knows
+    what to send instead."""
+    needed = " or ".join(HOW_TO_BE[who] for who in allowed)
+    is_ = caller.kind if caller.kind != "staff" else f"staff ({caller.role})"
+    if caller.kind == "device":
+        is_ = f"device ({caller.device_kind})"
+    return Forbidden(f"This needs {needed}; this caller is a {is_}.", allowed=allowed, caller=is_)
+
+
 def requires(*kinds: str, role: str | None = None, device_kind: str | None = None):
     """Only callers of these kinds (``customer``, ``staff``, ``device``, ``cashier``) may call
     the view; ``role`` narrows staff to admins, ``device_kind`` devices to POS or kiosks.
 
     The decorated function's docstring gains a line that says who may call it.
     """
+    allowed = _who(kinds, role, device_kind)
 
     def decorator(view):
         @functools.wraps(view)
         def wrapper(*args, **kwargs):
             p = current_principal()
-            if p.kind not in kinds:
-                raise Forbidden()
-            if role is not None and p.kind == "staff" and p.role != role:
-                raise Forbidden("Only an admin may do that.")
-            if device_kind is not None and p.kind == "device" and p.device_kind != device_kind:
-                raise Forbidden(f"Only a {device_kind} device may do that.")
+            if (
+                p.kind not in kinds
+                or (role is not None and p.kind == "staff" and p.role != role)
+                or (device_kind is not None and p.kind == "device" and p.device_kind != device_kind)
+            ):
+                raise forbidden(allowed, p)
             return view(*args, **kwargs)
 
         who = ", ".join(

@@ -11,12 +11,16 @@ from sqlalchemy.orm import Session
 
 from app.auth.errors import InvalidCredentials, InvalidStaffPin
 from app.auth.models import AuthToken, Staff
-from app.auth.passwords import hash_secret, verify_secret
+from app.auth.passwords import hash_new_password, hash_secret, verify_secret
 from app.auth.principal import DEVICE_PREFIX, TOKEN_PREFIX, hash_token
 from app.core import throttle
+from app.core.throttle import Limit
 from app.core.types import utcnow
 from app.customers.models import Customer
 from app.stores.models import Device
+
+#: Failed logins and PINs are counted over this window.
+LOGIN_WINDOW_S = 900
 
 
 def normalise_email(email: str) -> str:
@@ -43,19 +47,30 @@ def new_device_secret() -> tuple[str, str]:
     return secret, hash_token(secret)
 
 
-def _login_limits(email: str, client_ip: str) -> list:
-    most = current_app.config["LOGIN_MAX_FAILURES"]
-    return [("login:email", email, most, 900), ("login:ip", client_ip, most * 5, 900)]
+def _login_limits(kind: str, email: str, client_ip: str) -> tuple[Limit, list[Limit]]:
+    """Guesses at one account from one address; and, wider, at that account from anywhere
+    (a distributed attack) and from that address at any account, known or not (spraying).
+    See app.core.throttle: only the pair's own failures refuse it."""
+    cfg = current_app.config
+    pair = throttle.subject(kind, email, client_ip)
+    account = throttle.subject(kind, email)
+    address = throttle.subject(client_ip)
+    own = Limit("login:pair", pair, cfg["LOGIN_MAX_FAILURES"], LOGIN_WINDOW_S)
+    wider = [
+        Limit("login:account", account, cfg["LOGIN_MAX_FAILURES_ACCOUNT"], LOGIN_WINDOW_S),
+        Limit("login:address", address, cfg["LOGIN_MAX_FAILURES_ADDRESS"], LOGIN_WINDOW_S),
+    ]
+    return own, wider
 
 
 def log_in_customer(s: Session, email: str, password: str, client_ip: str):
     """Raises InvalidCredentials, TooManyAttempts."""
     email = normalise_email(email)
-    limits = _login_limits(email, client_ip)
-    throttle.refuse_if_over(s, limits)
+    own, wider = _login_limits("shopper", email, client_ip)
+    throttle.refuse_if_over(s, own, wider)
     customer = s.scalar(select(Customer).where(Customer.email == email))
     if not verify_secret(customer.password_hash if customer else None, password):
-        throttle.record_failure(s, limits)
+        throttle.record_failure(s, own, wider)
         raise InvalidCredentials()
     token, _ = issue_token(
         s, "customer", current_app.config["CUSTOMER_TOKEN_TTL_S"], customer_id=customer.id
@@ -66,11 +81,11 @@ def log_in_customer(s: Session, email: str, password: str, client_ip: str):
 def log_in_staff(s: Session, email: str, password: str, client_ip: str):
     """Raises InvalidCredentials, TooManyAttempts."""
     email = normalise_email(email)
-    limits = _login_limits(email, client_ip)
-    throttle.refuse_if_over(s, limits)
+    own, wider = _login_limits("staff", email, client_ip)
+    throttle.refuse_if_over(s, own, wider)
     staff = s.scalar(select(Staff).where(Staff.email == email, Staff.active))
     if not verify_secret(staff.password_hash if staff else None, password):
-        throttle.record_failure(s, limits)
+        throttle.record_failure(s, own, wider)
         raise InvalidCredentials()
     token, _ = issue_token(s, "staff", current_app.config["STAFF_TOKEN_TTL_S"], staff_id=staff.id)
     return token, staff
@@ -79,16 +94,22 @@ def log_in_staff(s: Session, email: str, password: str, client_ip: str):
 def sign_in_cashier(s: Session, device: Device, staff_code: str, pin: str):
     """A cashier session on ``device``: bound to it, its store and the cashier.
 
+    PIN guesses are counted per till and staff code: a till is a place, so whoever fails
+    there can lock that code out of that till only, never the cashier out of the others.
+    A till that fails at many codes (a stolen device secret) makes its pairs wait sooner.
+
     Raises InvalidStaffPin, TooManyAttempts.
     """
-    most = current_app.config["LOGIN_MAX_FAILURES"]
-    limits = [("pin:device", str(device.id), most, 900), ("pin:code", staff_code, most, 900)]
-    throttle.refuse_if_over(s, limits)
+    cfg = current_app.config
+    own = Limit("pin:pair", throttle.subject(str(device.id), staff_code),
+                cfg["LOGIN_MAX_FAILURES"], LOGIN_WINDOW_S)  # fmt: skip
+    wider = [Limit("pin:device", str(device.id), cfg["PIN_MAX_FAILURES_DEVICE"], LOGIN_WINDOW_S)]
+    throttle.refuse_if_over(s, own, wider)
     staff = s.scalar(select(Staff).where(Staff.staff_code == staff_code, Staff.active))
     ok = verify_secret(staff.pin_hash if staff else None, pin)
     # A cashier works the tills of their own store; an admin may sign in anywhere.
     if not ok or (staff.role == "cashier" and staff.store_id != device.store_id):
-        throttle.record_failure(s, limits)
+        throttle.record_failure(s, own, wider)
         raise InvalidStaffPin()
     token, row = issue_token(
         s,
@@ -119,11 +140,13 @@ def create_staff(
     pin: str | None = None,
     store_id: int | None = None,
 ) -> Staff:
+    """Raises WeakPassword."""
+    email = normalise_email(email)
     staff = Staff(
-        email=normalise_email(email),
+        email=email,
         name=name,
         role=role,
-        password_hash=hash_secret(password),
+        password_hash=hash_new_password(password, email=email, name=name),
         staff_code=staff_code,
         pin_hash=hash_secret(pin) if pin else None,
         store_id=store_id,

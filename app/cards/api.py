@@ -19,6 +19,7 @@ from app.cards.errors import (
     InvalidCardDetails,
     InvalidNfcUid,
     NfcUidInUse,
+    PayCodeInvalid,
     SameCard,
 )
 from app.cards.models import AutoReload, Card
@@ -316,19 +317,43 @@ class CardAutoReload(MethodView):
 
 @blp.route("/cards/<id:card_id>/nfc")
 class CardNfc(MethodView):
-    @blp.requires("cashier", "staff", role="admin")
+    @blp.requires("customer")
     @blp.arguments(schemas.BindNfcSchema)
     @blp.response(200, schemas.CardSchema)
     @blp.errors(CardNotFound, CardFrozen, InvalidNfcUid, NfcUidInUse)
     def put(self, data, card_id):
-        """Bind an NFC card or wristband to this card, at the till or by staff.
+        """Bind an NFC card or wristband to one of one's own cards (read by the phone).
 
         A UID alone identifies the card but is easy to copy, so it pays at most
         `NFC_UID_LIMIT_MINOR` (25.00 by default) in one sale; above that the till must scan
-        the app's pay code or the card itself.
+        the app's pay code or the card itself. At a till, see `POST /v1/pos/nfc-bindings`.
         """
-        card = cards.load_card(session(), card_id)
+        p = current_principal()
+        card = cards.owned_card(session(), card_id, p.customer_id)
         return card_out(cards.bind_nfc(session(), card, data["uid"]))
+
+
+@blp.route("/pos/nfc-bindings")
+class TillNfcBindings(MethodView):
+    @blp.requires("cashier")
+    @blp.arguments(schemas.TillBindNfcSchema)
+    @blp.response(200, schemas.CardSchema)
+    @blp.errors(InvalidCardDetails, PayCodeInvalid, TooManyAttempts, CardFrozen,
+                InvalidNfcUid, NfcUidInUse)  # fmt: skip
+    def post(self, data):
+        """Bind an NFC card or wristband to the card its holder presents at this till.
+
+        The holder proves they are here: the physical card's number with its security code,
+        or a pay code from the owner's app (used up). A card's id or number alone is not
+        enough, since a tag bound to a card pays from it. The till then watches the card's
+        changes for a while, as after `POST /v1/pos/lookups`.
+        """
+        p = current_principal()
+        s = session()
+        card, how = cards.prove_presented(s, device_id=p.device_id, **data["card"])
+        cards.bind_nfc(s, card, data["uid"])
+        changes.card_presented(s, card, device_id=p.device_id, store_id=p.store_id, how=how)
+        return card_out(card)
 
 
 @blp.route("/me/cards")

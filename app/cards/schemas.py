@@ -108,6 +108,27 @@ class BindNfcSchema(Schema):
     )
 
 
+class CardProofSchema(Schema):
+    card_number = ma.fields.String(validate=ma.validate.Regexp(r"^\d{16}$"))
+    security_code = ma.fields.String(validate=ma.validate.Regexp(r"^\d{8}$"))
+    pay_code = ma.fields.String(validate=ma.validate.Regexp(r"^\d{12}$"))
+
+    @ma.validates_schema
+    def one_proof(self, data, **kwargs):
+        if set(data) not in ({"card_number", "security_code"}, {"pay_code"}):
+            raise ma.ValidationError(
+                "Give card_number with security_code (a physical card), or pay_code (the app)."
+            )
+
+
+class TillBindNfcSchema(BindNfcSchema):
+    card = ma.fields.Nested(
+        CardProofSchema,
+        required=True,
+        metadata={"description": "Proof that the card's holder is at the till."},
+    )
+
+
 class ActivitySchema(Schema):
     id = ma.fields.Integer(metadata={"description": "The posting's id."})
     transaction_id = ma.fields.Integer()
@@ -133,7 +154,7 @@ class CardLookupRequestSchema(Schema):
 
 
 class BatchRequestSchema(Schema):
-    size = ma.fields.Integer(required=True, strict=True, validate=ma.validate.Range(1, 500))
+    size = ma.fields.Integer(required=True, strict=True, validate=ma.validate.Range(1, 1000))
     note = Text(load_default="", validate=ma.validate.Length(max=200))
 
 

@@ -8,9 +8,9 @@ from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app.auth.passwords import hash_secret, verify_secret
 from app.auth.principal import hash_token
 from app.cards import numbers
+from app.cards.codes import hash_card_code, verify_card_code
 from app.cards.errors import (
     AmountOutOfRange,
     CardFrozen,
@@ -25,6 +25,7 @@ from app.cards.errors import (
 )
 from app.cards.models import Card, CardBatch, PayCode
 from app.core import throttle
+from app.core.throttle import Limit
 from app.core.types import utcnow
 from app.events import changes
 from app.ledger import services as ledger
@@ -69,7 +70,7 @@ def issue_card(
         customer_id=customer_id,
         is_primary=primary,
         account_id=account.id,
-        security_code_hash=hash_secret(security_code) if security_code else None,
+        security_code_hash=hash_card_code(security_code) if security_code else None,
         batch_id=batch_id,
         registered_at=utcnow() if customer_id else None,
     )
@@ -117,13 +118,28 @@ def require_active(card: Card) -> None:
         raise CardFrozen(card_id=card.id)
 
 
-def register_limits(customer_id: int, client_ip: str, number: str) -> list:
+def card_code_limit(number: str) -> Limit:
+    """Every failure at one card's security code, wherever it was made (registering it,
+    binding a tag to it at a till): the code is short, so the card's own count bounds the
+    guesses that many accounts or tills together can make."""
     cfg = current_app.config
-    return [
-        ("card_register:customer", str(customer_id), cfg["REGISTER_MAX_FAILURES_ACCOUNT"], 3600),
-        ("card_register:ip", client_ip, cfg["REGISTER_MAX_FAILURES_IP"], 3600),
-        ("card_register:card", number, cfg["REGISTER_MAX_FAILURES_CARD"], 86400),
+    return Limit("card_code:card", number, cfg["REGISTER_MAX_FAILURES_CARD"], 86400)
+
+
+def register_limits(customer_id: int, client_ip: str, number: str) -> tuple[Limit, list[Limit]]:
+    """The shopper's own failures; wider, the address's and the card's (see app.core.throttle).
+    While a card or an address is under attack, a shopper who has failed at all waits, so a
+    stranger's failures never keep the card's holder, with the right code, from registering it."""
+    cfg = current_app.config
+    address = throttle.subject(client_ip)
+    own = Limit(
+        "card_register:customer", str(customer_id), cfg["REGISTER_MAX_FAILURES_ACCOUNT"], 3600
+    )
+    wider = [
+        Limit("card_register:address", address, cfg["REGISTER_MAX_FAILURES_IP"], 3600),
+        card_code_limit(number),
     ]
+    return own, wider
 
 
 def register_card(
@@ -134,15 +150,15 @@ def register_card(
     Every failure looks the same, whether or not the number exists. Raises
     InvalidCardDetails, TooManyAttempts.
     """
-    limits = register_limits(customer_id, client_ip, number)
-    throttle.refuse_if_over(s, limits)
+    own, wider = register_limits(customer_id, client_ip, number)
+    throttle.refuse_if_over(s, own, wider, most_under_attack=1)
     # Locked: two shoppers with the right code at once must not both get the card.
     card = (
         s.scalar(select(Card).where(Card.number == number).with_for_update())
         if number.isdigit()
         else None
     )
-    code_ok = verify_secret(card.security_code_hash if card else None, security_code)
+    code_ok = verify_card_code(card.security_code_hash if card else None, security_code)
     if (
         card is None
         or not code_ok
@@ -150,7 +166,7 @@ def register_card(
         or card.customer_id is not None
         or card.status != "active"
     ):
-        throttle.record_failure(s, limits)
+        throttle.record_failure(s, own, wider)
         raise InvalidCardDetails()
     card.customer_id = customer_id
     card.registered_at = utcnow()
@@ -193,6 +209,39 @@ def bind_nfc(s: Session, card: Card, uid: str) -> Card:
     card.nfc_uid = normalised
     s.flush()
     return card
+
+
+def till_limits(device_id: int, number: str) -> tuple[Limit, list[Limit]]:
+    """A till's own failures at security codes; wider, the card's (see card_code_limit)."""
+    cfg = current_app.config
+    own = Limit("card_code:till", str(device_id), cfg["REGISTER_MAX_FAILURES_ACCOUNT"], 3600)
+    return own, [card_code_limit(number)]
+
+
+def prove_presented(
+    s: Session,
+    *,
+    device_id: int,
+    card_number: str | None = None,
+    security_code: str | None = None,
+    pay_code: str | None = None,
+) -> tuple[Card, str]:
+    """The card whose holder is at the till now, and how they proved it: the physical card's
+    number with its security code, or a pay code from the owner's app (used up here). A
+    number alone is not proof: it is printed on the card for anyone to read.
+
+    Raises InvalidCardDetails, PayCodeInvalid, TooManyAttempts, CardFrozen.
+    """
+    if pay_code is not None:
+        return identify(s, pay_code=pay_code)
+    own, wider = till_limits(device_id, card_number)
+    throttle.refuse_if_over(s, own, wider, most_under_attack=1)
+    card = s.scalar(select(Card).where(Card.number == card_number))
+    if not verify_card_code(card.security_code_hash if card else None, security_code):
+        throttle.record_failure(s, own, wider)
+        raise InvalidCardDetails("That card number and security code do not match a card.")
+    require_active(card)
+    return card, "security_code"
 
 
 def issue_pay_code(s: Session, card: Card) -> tuple[str, PayCode]:

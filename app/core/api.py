@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from http import HTTPStatus
+from pathlib import Path
 
 import flask_smorest
 import swagger_ui_bundle
@@ -15,6 +16,7 @@ from app.core.errors import DomainError, ErrorSchema
 from app.core.limits import MAX_JSON_DEPTH, MAX_JSON_NUMBER_DIGITS
 from app.core.schemas import MAX_ID
 
+STATIC_DIR = Path(__file__).parent / "static"
 #: What the shared error answers say, for the statuses every endpoint can give.
 SHARED_ERRORS = {
     400: "Bad Request: `malformed_json` (the body is not JSON), `json_too_deep` (nested more "
@@ -182,6 +184,11 @@ def init_app(app: Flask) -> Api:
     @app.route("/docs/static/<path:filename>")
     def swagger_ui_static(filename: str):
         return send_from_directory(swagger_ui_bundle.swagger_ui_path, filename)
+
+    @app.route("/docs/start.js")
+    def docs_start_script():
+        """Starts Swagger UI (app/templates/swagger_ui.html has no inline script)."""
+        return send_from_directory(STATIC_DIR, "docs-start.js")
 
     errors.init_app(app)
     app.extensions["omnicard.api"] = api

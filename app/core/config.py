@@ -1,7 +1,11 @@
 """Configuration, read from the environment with defaults that work on a fresh machine."""
 
+import hashlib
 import os
+import re
 from pathlib import Path
+
+from sqlalchemy.engine import make_url
 
 INSTANCE_DIR = Path(__file__).resolve().parents[2] / "instance"
 
@@ -19,6 +23,19 @@ def normalise_database_url(url: str) -> str:
     return url
 
 
+def demo_file_for(database_url: str) -> str:
+    """Each database has its own demo file: the default SQLite's is ``instance/demo.json``;
+    any other's is named after it, so that running on PostgreSQL and then on SQLite again
+    never shows the one database's secrets for the other."""
+    if database_url == normalise_database_url(_sqlite_default()):
+        return str(INSTANCE_DIR / "demo.json")
+    url = make_url(database_url)
+    parts = [url.get_backend_name(), url.host or "", str(url.port or ""), url.database or ""]
+    label = re.sub(r"[^A-Za-z0-9.]+", "-", "-".join(p for p in parts if p)).strip("-.")
+    digest = hashlib.sha256(url.render_as_string(hide_password=True).encode()).hexdigest()
+    return str(INSTANCE_DIR / f"demo-{label[:80]}-{digest[:8]}.json")
+
+
 def _int(name: str, default: int) -> int:
     value = os.environ.get(name)
     if value is None or value == "":
@@ -31,14 +48,15 @@ def _int(name: str, default: int) -> int:
 
 def from_environment() -> dict:
     env = os.environ
+    database_url = normalise_database_url(env.get("DATABASE_URL") or _sqlite_default())
     return {
         #: SQLAlchemy URL: SQLite under instance/ by default; PostgreSQL in production.
-        "DATABASE_URL": normalise_database_url(env.get("DATABASE_URL") or _sqlite_default()),
+        "DATABASE_URL": database_url,
         #: The largest request body accepted, in bytes (413 above it); Omnicard's largest
         #: requests (a sale of 200 lines, a product) take a few KB.
         "MAX_CONTENT_LENGTH": _int("OMNICARD_MAX_REQUEST_BYTES", 256 * 1024),
-        #: Where ``flask demo load`` writes what a new user needs.
-        "DEMO_FILE": env.get("OMNICARD_DEMO_FILE", str(INSTANCE_DIR / "demo.json")),
+        #: Where ``flask demo load`` writes what a new user needs: one file per database.
+        "DEMO_FILE": env.get("OMNICARD_DEMO_FILE") or demo_file_for(database_url),
         #: The currency of the retailer's cards.
         "CURRENCY": env.get("OMNICARD_CURRENCY", "USD"),
         #: argon2id cost for passwords, PINs and card security codes (RFC 9106's second
@@ -55,12 +73,34 @@ def from_environment() -> dict:
         "TOPUP_MAX_MINOR": _int("OMNICARD_TOPUP_MAX_MINOR", 25_000),
         #: The most one sale may take from a card identified by an NFC UID alone.
         "NFC_UID_LIMIT_MINOR": _int("OMNICARD_NFC_UID_LIMIT_MINOR", 2_500),
-        #: Failed guesses allowed before a pause: card registration per shopper and per
-        #: client address each hour, per card each day; logins and PINs per 15 minutes.
+        #: Failed guesses allowed before a pause (see app.core.throttle). Only the guesser's
+        #: own failures refuse it: a shopper's at card registration (an hour), one account
+        #: from one address at login, one staff code at one till (15 minutes). The wider
+        #: counts (a card's code each day, an address's registrations each hour, an
+        #: account's logins from anywhere, an address's logins at any account, a till's PINs
+        #: in 15 minutes) only make guessers that have failed themselves wait sooner.
         "REGISTER_MAX_FAILURES_ACCOUNT": _int("OMNICARD_REGISTER_MAX_FAILURES_ACCOUNT", 5),
         "REGISTER_MAX_FAILURES_IP": _int("OMNICARD_REGISTER_MAX_FAILURES_IP", 20),
         "REGISTER_MAX_FAILURES_CARD": _int("OMNICARD_REGISTER_MAX_FAILURES_CARD", 5),
         "LOGIN_MAX_FAILURES": _int("OMNICARD_LOGIN_MAX_FAILURES", 10),
+        "LOGIN_MAX_FAILURES_ACCOUNT": _int("OMNICARD_LOGIN_MAX_FAILURES_ACCOUNT", 30),
+        "LOGIN_MAX_FAILURES_ADDRESS": _int("OMNICARD_LOGIN_MAX_FAILURES_ADDRESS", 50),
+        "PIN_MAX_FAILURES_DEVICE": _int("OMNICARD_PIN_MAX_FAILURES_DEVICE", 30),
+        #: Web origins whose pages may call the API from a browser (CORS), comma-separated and
+        #: exact (``https://app.example,https://shop.example``); none by default.
+        "CORS_ORIGINS": [
+            o.strip() for o in env.get("OMNICARD_CORS_ORIGINS", "").split(",") if o.strip()
+        ],
+        #: How many reverse proxies in front of the app set X-Forwarded-For (and -Proto,
+        #: -Host): the client address that logins are throttled by is taken that many hops
+        #: from the right. 0 (the default): the connection's own address, and any
+        #: X-Forwarded-For a client sends is ignored. Set it to exactly the number of
+        #: proxies you run: more lets a client choose its own address.
+        "TRUSTED_PROXIES": _int("OMNICARD_TRUSTED_PROXIES", 0),
+        #: The key that physical cards' security codes are kept under (HMAC-SHA256; see
+        #: app/cards/codes.py). Needed to issue or check a code; never in the database.
+        #: `scripts/run` makes one for development, once, in instance/card-code.key.
+        "CARD_CODE_KEY": env.get("OMNICARD_CARD_CODE_KEY", ""),
         #: Stars per whole currency unit paid from the card's balance, and otherwise.
         "STARS_PER_UNIT_CARD": _int("OMNICARD_STARS_PER_UNIT_CARD", 2),
         "STARS_PER_UNIT_OTHER": _int("OMNICARD_STARS_PER_UNIT_OTHER", 1),

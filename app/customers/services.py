@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.auth.errors import EmailTaken
-from app.auth.passwords import hash_secret
+from app.auth.passwords import hash_new_password
 from app.auth.services import email_in_use, issue_token, normalise_email
 from app.cards import services as cards
 from app.core.errors import ValidationFailed
@@ -20,14 +20,14 @@ from app.ledger import services as ledger
 def sign_up(s: Session, *, email: str, password: str, name: str) -> tuple[str, Customer]:
     """A new shopper with an empty Stars balance and a primary digital card.
 
-    Raises EmailTaken, ValidationFailed.
+    Raises EmailTaken, ValidationFailed, WeakPassword.
     """
     email = normalise_email(email)
     if len(email) > Customer.email.type.length:  # lower-casing can lengthen it ("İ" → "i̇")
         raise ValidationFailed(fields={"email": ["Longer than 254 characters."]})
     if email_in_use(s, email):
         raise EmailTaken()
-    password_hash = hash_secret(password)
+    password_hash = hash_new_password(password, email=email, name=name)
     try:
         with s.begin_nested():
             stars = ledger.open_account(

@@ -290,7 +290,11 @@ TILL_AND_ADMIN_REQUESTS = {
     "refund-sale": ("POST", "/v1/sales/{sale}/refunds", {}),
     "open-cashier-session": ("POST", "/v1/pos/sessions", {"staff_code": "C0001", "pin": "1357"}),
     "look-up-card": ("POST", "/v1/pos/lookups", {"card_number": "1234567890123456"}),
-    "bind-nfc": ("PUT", "/v1/cards/{card}/nfc", {"uid": "04a1b2c3d4e5f6"}),
+    "bind-nfc-at-till": (
+        "POST",
+        "/v1/pos/nfc-bindings",
+        {"uid": "04a1b2c3d4e5f6", "card": {"pay_code": "123456789012"}},
+    ),
     "open-store": ("POST", "/v1/admin/stores", {"code": "rogue", "name": "Rogue"}),
     "register-device": ("POST", "/v1/admin/devices", {"kind": "pos", "name": "T", "store_id": 0}),
     "issue-card-batch": ("POST", "/v1/admin/card-batches", {"size": 1}),
@@ -506,3 +510,71 @@ def test_the_openapi_document_requires_an_idempotency_key_on_exactly_the_value_m
         ("POST", "/v1/cards/{card_id}/transfers"),
         ("POST", "/v1/cards/{card_id}/report-lost"),
     }
+
+
+# A refusal says who may call
+
+
+def test_a_till_secret_sent_to_ring_up_a_sale_is_told_a_cashier_session_is_needed(api, db, world):
+    store = world.store()
+    _, secret = world.device(store, "pos")
+    sales_before = count(db, Sale)
+
+    response = ring_up(api, secret, world.product(price=PRICE).sku)
+
+    assert_error(response, 403, "forbidden")
+    message = response.json["error"]["message"]
+    assert "cashier session" in message
+    assert "POST /v1/pos/sessions" in message
+    assert response.json["error"]["details"] == {"allowed": ["cashier"], "caller": "device (pos)"}
+    assert count(db, Sale) == sales_before
+
+
+def who_may_call(operation: dict) -> set[str]:
+    """The kinds of caller an operation's description names (``Who may call: ...``)."""
+    line = operation["description"].rsplit("Who may call: ", 1)[1].rstrip(".")
+    return {who.strip() for who in line.split(",")}
+
+
+@pytest.fixture
+def every_kind_of_caller(api, world):
+    """A token of each kind, named as the OpenAPI descriptions name them."""
+    store, _, cashier_session = world.till()
+    _, pos_secret = world.device(store, "pos")
+    _, kiosk_secret = world.device(store, "kiosk")
+    shopper, _ = world.shopper()
+    cashier = world.staff("cashier", store=store)
+    return {
+        "customer": shopper,
+        "staff (admin)": world.admin_token(),
+        "staff": staff_login(api, cashier),  # a cashier's own email login: staff, not admin
+        "cashier": cashier_session,
+        "device (pos)": pos_secret,
+        "device (kiosk)": kiosk_secret,
+    }
+
+
+def test_every_refusal_of_a_caller_says_which_callers_may_do_it(api, client, every_kind_of_caller):
+    spec = client.get("/openapi.json").json
+    checked = 0
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            if not isinstance(operation, dict) or "Who may call: " not in operation.get(
+                "description", ""
+            ):
+                continue
+            allowed = who_may_call(operation)
+            url = path.replace("{", "").replace("}", "")
+            url = "/".join("1" if part.endswith("_id") else part for part in url.split("/"))
+            for kind, token in every_kind_of_caller.items():
+                if kind in allowed or kind.split(" (")[0] in allowed:
+                    continue
+                response = api.call(method.upper(), url, token=token, json={})
+                assert response.status_code == 403, (method, path, kind, response.data[:300])
+                error = response.json["error"]
+                assert error["message"] != "This caller may not do that.", (method, path)
+                assert error["details"]["allowed"], (method, path)
+                caller = "staff (cashier)" if kind == "staff" else kind
+                assert error["details"]["caller"] == caller, (method, path)
+                checked += 1
+    assert checked > 50

@@ -10,12 +10,16 @@ import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import func, select
 
+from app import create_app
 from app.auth.models import AuthToken, Staff
 from app.auth.services import issue_token
 from app.cards.models import Card
+from app.core.db import database
+from app.core.throttle import FailedAttempt
 from app.customers.models import Customer
 from app.sales.models import Sale
 from app.stores.models import Device
+from tests.conftest import TEST_CONFIG
 
 PASSWORD = "a long password"
 STAFF_PASSWORD = "correct horse battery"
@@ -40,11 +44,11 @@ def sign_up(api, email="ada@example.test", password=PASSWORD, name="Ada"):
     )
 
 
-def log_in(api, email, password, account=None):
+def log_in(api, email, password, account=None, ip="127.0.0.1"):
     body = {"email": email, "password": password}
     if account is not None:
         body["account"] = account
-    return api.post("/v1/auth/login", json=body, key=None)
+    return api.post("/v1/auth/login", json=body, key=None, environ_base={"REMOTE_ADDR": ip})
 
 
 def ring_up(api, token, sku, price):
@@ -120,6 +124,41 @@ def test_signup_with_an_email_taken_in_any_case_answers_409_email_taken(api, db)
     assert_error(response, 409, "email_taken")
     assert count(db, Customer) == 1
     assert count(db, Card) == 1
+
+
+@pytest.mark.parametrize(
+    ("password", "reason"),
+    [
+        ("1111111111", "repetitive"),
+        ("abababababab", "repetitive"),
+        ("1234567890", "repetitive"),
+        ("qwertyuiop", "repetitive"),
+        ("password12", "common"),
+        ("Password123!", "common"),
+        ("iloveyou2024", "common"),
+        ("basketball", "common"),
+        ("ada.lovelace@example.test", "personal"),
+        ("ada.lovelace1815", "personal"),
+        ("Lovelace!!2024", "personal"),
+        ("Omnicard2026!", "personal"),
+    ],
+)
+def test_signup_refuses_a_guessable_password_and_creates_nothing(api, db, password, reason):
+    response = sign_up(api, email="ada.lovelace@example.test", password=password,
+                       name="Ada Lovelace")  # fmt: skip
+
+    assert_error(response, 422, "weak_password")
+    assert response.json["error"]["details"]["reason"] == reason
+    assert response.json["error"]["details"]["fields"]["password"]
+    assert count(db, Customer) == 0
+    assert count(db, Card) == 0
+
+
+def test_signup_takes_a_long_password_of_ordinary_words_without_composition_rules(api):
+    response = sign_up(api, email="ada.lovelace@example.test", password="analytical engine notes",
+                       name="Ada Lovelace")  # fmt: skip
+
+    assert response.status_code == 201, response.json
 
 
 @pytest.mark.parametrize(
@@ -328,6 +367,135 @@ def test_repeated_wrong_staff_passwords_answer_429_too_many_attempts(app, api, w
     assert_error(response, 429, "too_many_attempts")
 
 
+def test_a_strangers_wrong_passwords_do_not_lock_the_owner_out(app, api, db):
+    sign_up(api, email="ada@example.test")
+    for _ in range(app.config["LOGIN_MAX_FAILURES"]):
+        log_in(api, "ada@example.test", "a wrong guess", ip="203.0.113.66")
+    assert_error(log_in(api, "ada@example.test", PASSWORD, ip="203.0.113.66"), 429,
+                 "too_many_attempts")  # fmt: skip
+    tokens = count(db, AuthToken)
+
+    response = log_in(api, "ada@example.test", PASSWORD, ip="198.51.100.5")
+
+    assert response.status_code == 200, response.json
+    assert count(db, AuthToken) == tokens + 1
+
+
+def test_a_strangers_wrong_passwords_do_not_lock_a_staff_member_out(app, api, world):
+    admin = world.staff("admin")
+    for _ in range(app.config["LOGIN_MAX_FAILURES"]):
+        log_in(api, admin.email, "a wrong guess", account="staff", ip="203.0.113.66")
+
+    response = log_in(api, admin.email, STAFF_PASSWORD, account="staff", ip="198.51.100.5")
+
+    assert response.status_code == 200, response.json
+
+
+def spray(api, ip, n):
+    """``n`` wrong guesses from ``ip``, each at a different unknown account."""
+    for i in range(n):
+        assert log_in(api, f"nobody{i}@example.test", "a wrong guess", ip=ip).status_code == 401
+
+
+def test_guessing_from_a_shared_address_does_not_refuse_its_other_users_right_passwords(
+    app, api, monkeypatch
+):
+    """One store's network, one address: everyone else there still logs in."""
+    monkeypatch.setitem(app.config, "LOGIN_MAX_FAILURES", 3)
+    monkeypatch.setitem(app.config, "LOGIN_MAX_FAILURES_ADDRESS", 15)
+    sign_up(api, email="grace@example.test")
+    spray(api, "198.51.100.20", 16)
+
+    response = log_in(api, "grace@example.test", PASSWORD, ip="198.51.100.20")
+
+    assert response.status_code == 200, response.json
+
+
+def test_while_an_address_sprays_guesses_its_guessers_wait_sooner(app, api, monkeypatch):
+    monkeypatch.setitem(app.config, "LOGIN_MAX_FAILURES_ADDRESS", 15)
+    sign_up(api, email="grace@example.test")
+    spray(api, "198.51.100.20", 15)
+    for _ in range(3):  # fewer than LOGIN_MAX_FAILURES
+        log_in(api, "grace@example.test", "a wrong guess", ip="198.51.100.20")
+
+    response = log_in(api, "grace@example.test", PASSWORD, ip="198.51.100.20")
+
+    assert_error(response, 429, "too_many_attempts")
+    assert log_in(api, "grace@example.test", PASSWORD, ip="198.51.100.21").status_code == 200
+
+
+def test_an_account_under_attack_from_many_addresses_still_lets_its_owner_in(app, api, monkeypatch):
+    monkeypatch.setitem(app.config, "LOGIN_MAX_FAILURES_ACCOUNT", 12)
+    sign_up(api, email="ada@example.test")
+    for n in range(4):
+        for _ in range(3):
+            log_in(api, "ada@example.test", "a wrong guess", ip=f"203.0.113.{n}")
+
+    # Each attacking address has failed three times: while the account is under attack, no more.
+    refused = log_in(api, "ada@example.test", PASSWORD, ip="203.0.113.0")
+    owner = log_in(api, "ada@example.test", PASSWORD, ip="198.51.100.5")
+
+    assert_error(refused, 429, "too_many_attempts")
+    assert owner.status_code == 200, owner.json
+
+
+def test_a_very_long_email_is_counted_without_overflowing_the_record(api, db):
+    email = "x" * 240 + "@example.test"
+
+    response = log_in(api, email, "a wrong guess")
+
+    assert_error(response, 401, "invalid_credentials")
+    assert all(len(subject) <= 120 for (subject,) in db.execute(select(FailedAttempt.subject)))
+
+
+def test_without_trusted_proxies_a_client_cannot_choose_its_address(app, api, monkeypatch):
+    monkeypatch.setitem(app.config, "LOGIN_MAX_FAILURES", 3)
+    sign_up(api, email="ada@example.test")
+    for n in range(3):
+        api.post(
+            "/v1/auth/login",
+            json={"email": "ada@example.test", "password": "a wrong guess"},
+            key=None,
+            headers={"X-Forwarded-For": f"192.0.2.{n}"},
+        )
+
+    response = log_in(api, "ada@example.test", PASSWORD)
+
+    assert_error(response, 429, "too_many_attempts")
+
+
+def test_behind_a_trusted_proxy_logins_are_throttled_by_the_forwarded_address(
+    database_url, committed
+):
+    """OMNICARD_TRUSTED_PROXIES=1: every request comes from the proxy's address, and the
+    client's is the last one in X-Forwarded-For."""
+    app = create_app(TEST_CONFIG | {"DATABASE_URL": database_url, "TRUSTED_PROXIES": 1,
+                                    "LOGIN_MAX_FAILURES": 3})  # fmt: skip
+    try:
+        client = app.test_client()
+
+        def log_in_via_proxy(password, client_address):
+            return client.post(
+                "/v1/auth/login",
+                json={"email": "proxied@example.test", "password": password},
+                headers={"X-Forwarded-For": f"198.51.100.250, {client_address}"},
+                environ_base={"REMOTE_ADDR": "10.0.0.2"},
+            )
+
+        signed_up = client.post(
+            "/v1/auth/signup",
+            json={"email": "proxied@example.test", "password": PASSWORD, "name": "Pat"},
+        )
+        assert signed_up.status_code == 201, signed_up.json
+        for _ in range(3):
+            assert log_in_via_proxy("a wrong guess", "203.0.113.66").status_code == 401
+
+        assert_error(log_in_via_proxy(PASSWORD, "203.0.113.66"), 429, "too_many_attempts")
+        assert log_in_via_proxy(PASSWORD, "198.51.100.5").status_code == 200
+    finally:
+        database(app).engine.dispose()
+
+
 # Token lifetime
 
 
@@ -467,6 +635,9 @@ def test_cli_staff_password_is_hashed_not_stored(app, db):
     ("extra", "complaint"),
     [
         (["--role", "admin", "--password", "too short"], "at least 10 characters"),
+        (["--role", "admin", "--password", "password12"], "most common or breached"),
+        (["--role", "admin", "--password", "1111111111"], "repetitive or sequential"),
+        (["--role", "admin", "--password", "x@example.test!"], "close to your email"),
         (["--role", "owner", "--password", "a staff password"], "'owner' is not one of"),
         (["--role", "admin", "--password", "a staff password", "--pin", "12ab"], "4 to 8 digits"),
         (["--role", "admin", "--password", "a staff password", "--pin", "123"], "4 to 8 digits"),
@@ -499,6 +670,9 @@ def test_cli_staff_password_is_hashed_not_stored(app, db):
     ],  # fmt: skip
     ids=[
         "short-password",
+        "common-password",
+        "repetitive-password",
+        "email-as-password",
         "unknown-role",
         "pin-not-digits",
         "pin-too-short",
@@ -786,6 +960,27 @@ def test_repeated_wrong_pins_on_a_till_answer_429_too_many_attempts(app, api, wo
     response = open_cashier_session(api, secret, cashier.staff_code, "1357")
 
     assert_error(response, 429, "too_many_attempts")
+
+
+def test_wrong_pins_for_a_staff_code_lock_it_out_of_that_till_only(app, api, db, world):
+    """Anyone who knows a staff code could otherwise keep that cashier off every till, and
+    a till's failures would keep every other cashier off it."""
+    store = world.store()
+    _, till = world.device(store, "pos")
+    _, other_till = world.device(store, "pos")
+    cashier = world.staff("cashier", store=store, pin="1357")
+    colleague = world.staff("cashier", store=store, pin="1357")
+    for _ in range(app.config["LOGIN_MAX_FAILURES"]):
+        open_cashier_session(api, till, cashier.staff_code, "0000")
+    sessions = count(db, AuthToken)
+
+    assert_error(open_cashier_session(api, till, cashier.staff_code, "1357"), 429,
+                 "too_many_attempts")  # fmt: skip
+    assert count(db, AuthToken) == sessions
+    elsewhere = open_cashier_session(api, other_till, cashier.staff_code, "1357")
+    assert elsewhere.status_code == 201, elsewhere.json
+    same_till = open_cashier_session(api, till, colleague.staff_code, "1357")
+    assert same_till.status_code == 201, same_till.json
 
 
 @pytest.mark.parametrize(
