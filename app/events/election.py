@@ -73,7 +73,8 @@ class Election:
 
     It tells the hub what it hears through the callables it is given: ``wake()`` (look now:
     asked, or just became the sequencer), ``look()`` (look in the database even if nothing
-    was announced: it has just started to hear the announcements) and ``announced(top)``.
+    was announced: it has just started to hear the announcements), ``announced(top)`` and
+    ``moved()`` (the sequencer is another process now: ask it).
     ``streams_open()`` says whether the process must hear the announcements.
     """
 
@@ -88,10 +89,11 @@ class Election:
         wake: Callable[[], None],
         look: Callable[[], None],
         announced: Callable[[int], None],
+        moved: Callable[[], None],
     ) -> None:
         self.dsn, self.plain, self.stopping = dsn, plain, stopping
-        self.streams_open, self.wake, self.look, self.announced = (
-            streams_open, wake, look, announced
+        self.streams_open, self.wake, self.look, self.announced, self.moved = (
+            streams_open, wake, look, announced, moved
         )  # fmt: skip
         #: Where this process hears asks while it sequences: the address it binds (None: the
         #: one PostgreSQL sees it connect from, as the other processes can likely reach it).
@@ -194,7 +196,13 @@ class Election:
                 log.exception("could not open a port for asks")
             self.wake()
         else:
-            self.sequencer_asks = asks_address(holder)
+            asks = asks_address(holder)
+            if asks != self.sequencer_asks:
+                # A new sequencer: what this process asked of the one before since it took
+                # over (a datagram to a closed port, a NOTIFY no one heard) may be lost, and
+                # only an ask makes the new one look before its own look, seconds away.
+                self.sequencer_asks = asks
+                self.moved()
 
     def _open_asks_port(self, conn: psycopg.Connection) -> None:
         """As the new sequencer: a UDP port for asks, named where the others look for it

@@ -84,7 +84,7 @@ class EventHub:
             self.election = Election(
                 listen_dsn, plain, asks_host, self.stopping,
                 streams_open=lambda: bool(self.fanout.audience.all), wake=self.wake.set,
-                look=self._look_anyway, announced=self._sequenced,
+                look=self._look_anyway, announced=self._sequenced, moved=self._ask_again,
             )  # fmt: skip
         #: Look in the database next round even if nothing was announced.
         self._look_now = False
@@ -267,6 +267,12 @@ class EventHub:
         self.asked_at = None
         if self.fanout.audience.all or self._pending_here:
             self.wake.set()
+
+    def _ask_again(self) -> None:
+        """Ask the sequencer at once, whatever was asked before (from the listener thread:
+        the sequencer has changed)."""
+        self._pending_here, self.asked_at = True, None
+        self.wake.set()
 
     def _look_anyway(self) -> None:
         """Look in the database next round, announced or not (from the listener thread)."""

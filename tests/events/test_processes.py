@@ -173,6 +173,35 @@ def test_beside_another_deployments_sequencer_a_process_asks_its_own(committed, 
         assert sequencer.election.asks_heard == 1
 
 
+def test_when_the_sequencer_changes_an_ask_sent_to_the_one_before_is_not_lost(committed, engine):
+    """The sequencer stops; another process takes over. A third still holds the old one's
+    address until its next try for the lock (up to a second), and asks the closed port. When
+    it learns of the new sequencer it asks that one: the event does not wait for the new
+    sequencer's own look (a minute here)."""
+    dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    first = EventHub(engine, dsn, poll_s=60).start()
+    hubs = []
+    try:
+        wait_until(lambda: first.election.leader)
+        hubs = [EventHub(engine, dsn, poll_s=60).start() for _ in range(2)]
+        wait_until(lambda: all(h.election.sequencer_asks is not None for h in hubs))
+        old_address = hubs[0].election.sequencer_asks
+        first.stop()
+        wait_until(lambda: any(h.election.leader for h in hubs))
+        successor, other = sorted(hubs, key=lambda h: not h.election.leader)
+        # Its view a moment after the takeover, before its next try for the lock (set here,
+        # in case its try already came: the test is of what follows).
+        other.election.sequencer_asks = old_address
+        commit_an_event_unannounced(committed)
+        other.poke()  # a datagram to the old sequencer's closed port
+        assert sequenced_types(committed) == ["stars.changed"]
+        assert other.election.sequencer_asks[0] == successor.election.asks_in.getsockname()[:2]
+    finally:
+        first.stop()
+        for h in hubs:
+            h.stop()
+
+
 def test_with_no_port_for_asks_a_process_asks_the_sequencer_by_notify(committed, engine):
     with two_hubs(engine, asks_host="none") as (sequencer, other):
         commit_an_event_unannounced(committed)
