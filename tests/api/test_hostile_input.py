@@ -145,9 +145,9 @@ def usd(amount: int) -> dict:
 #: for the caller; its fields are then made hostile one at a time.
 VALID_BODIES: dict[tuple[str, str], Callable[[Shop, str], dict]] = {
     ("POST", "/v1/auth/signup"): lambda shop, caller: {
-        "email": "new@example.test", "password": "a long password", "name": "New"},
+        "email": "new@example.test", "password": "violet harbour 1987", "name": "New"},
     ("POST", "/v1/auth/login"): lambda shop, caller: {
-        "email": "nobody@example.test", "password": "a long password", "account": "shopper"},
+        "email": "nobody@example.test", "password": "violet harbour 1987", "account": "shopper"},
     ("POST", "/v1/pos/sessions"): lambda shop, caller: {"staff_code": "C0001", "pin": "1357"},
     ("POST", "/v1/cards/{card_id}/top-ups"): lambda shop, caller: (
         {"amount": usd(1_000), "tender": "cash"} if caller == "cashier"
@@ -162,6 +162,9 @@ VALID_BODIES: dict[tuple[str, str], Callable[[Shop, str], dict]] = {
         "number": "1234567812345678", "security_code": "12345678"},
     ("POST", "/v1/me/pay-codes"): lambda shop, caller: {"card_id": shop.ids["card_id"]},
     ("POST", "/v1/pos/lookups"): lambda shop, caller: {"card_number": shop.card_number},
+    ("POST", "/v1/pos/nfc-bindings"): lambda shop, caller: {
+        "uid": "04A2B3C4D5E6F7",
+        "card": {"card_number": shop.card_number, "security_code": "12345678"}},
     ("POST", "/v1/admin/card-batches"): lambda shop, caller: {"size": 1, "note": "hostile"},
     ("POST", "/v1/sales"): lambda shop, caller: {
         "customer": {"card_number": shop.card_number},
@@ -208,6 +211,8 @@ class Hostile:
     raw: str | None = None  # sent as it is, as JSON
     query: dict | str | None = None
     headers: dict | None = None
+    #: The Idempotency-Key sent with ``body`` (a fresh valid one unless given).
+    key: str = "auto"
     #: Not hostile after all once decoded (Werkzeug reads bad UTF-8 in a URL as U+FFFD).
     may_pass: bool = False
 
@@ -308,6 +313,10 @@ def hostile_requests(method: str, path: str, shop: Shop, caller: str) -> Iterato
             where = ".".join(map(str, field))
             yield Hostile(f"{where}: {what}", url, body=replaced(valid, field, bad))
     yield Hostile("an unknown field", url, body=valid | {"hostile": 1})
+    if any(p["name"] == "Idempotency-Key" for p in operation.get("parameters", [])):
+        # A valid request under a key that is not 1-255 visible ASCII characters.
+        for bad in ["k\x00y", "k\x7fy", "k y", "\u00e9t\u00e9", "k" * 256]:
+            yield Hostile(f"Idempotency-Key {bad[:12]!r}", url, body=valid, key=bad)
 
 
 # -- what must hold ------------------------------------------------------------------------------
@@ -341,6 +350,7 @@ def send(api, method: str, hostile: Hostile, token: str | None):
             method,
             hostile.path,
             token=token,
+            key=hostile.key,
             data=json.dumps(hostile.body),
             headers={"Content-Type": "application/json"},
         )
