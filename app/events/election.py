@@ -196,12 +196,13 @@ class Election:
                 log.exception("could not open a port for asks")
             self.wake()
         else:
-            asks = asks_address(holder)
-            if asks != self.sequencer_asks:
+            asks, known = asks_address(holder), self.sequencer_asks
+            self.sequencer_asks = asks
+            if known is not None and asks != known:
                 # A new sequencer: what this process asked of the one before since it took
-                # over (a datagram to a closed port, a NOTIFY no one heard) may be lost, and
-                # only an ask makes the new one look before its own look, seconds away.
-                self.sequencer_asks = asks
+                # over went to a closed port, and only an ask makes the new one look before
+                # its own look, seconds away. (Asks by NOTIFY reach whichever sequencer
+                # LISTENs, and a new one looks once as it starts: nothing to repeat.)
                 self.moved()
 
     def _open_asks_port(self, conn: psycopg.Connection) -> None:
