@@ -189,6 +189,8 @@ def test_when_the_sequencer_changes_an_ask_sent_to_the_one_before_is_not_lost(co
         first.stop()
         wait_until(lambda: any(h.election.leader for h in hubs))
         successor, other = sorted(hubs, key=lambda h: not h.election.leader)
+        # Its first round as the sequencer, which looks without being asked, is over.
+        wait_until(lambda: successor.sequencer.pacer.round_at > 0)
         # Its view a moment after the takeover, before its next try for the lock (set here,
         # in case its try already came: the test is of what follows).
         other.election.sequencer_asks = old_address
