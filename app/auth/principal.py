@@ -146,9 +146,8 @@ def forbidden(allowed: list[str], caller: Principal) -> Forbidden:
     with the wrong token (a till's device secret where a cashier session is needed) knows
     what to send instead."""
     needed = " or ".join(HOW_TO_BE[who] for who in allowed)
-    is_ = caller.kind if caller.kind != "staff" else f"staff ({caller.role})"
-    if caller.kind == "device":
-        is_ = f"device ({caller.device_kind})"
+    narrowed = {"staff": caller.role, "device": caller.device_kind}.get(caller.kind)
+    is_ = f"{caller.kind} ({narrowed})" if narrowed else caller.kind
     return Forbidden(f"This needs {needed}; this caller is a {is_}.", allowed=allowed, caller=is_)
 
 
