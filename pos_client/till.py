@@ -171,6 +171,7 @@ class Till:
         self.cashier: dict | None = None
         self.shift: dict | None = None
         self.session: dict | None = None
+        self.store: dict | None = None  # the store and till names, as receipts give them
         self.sale = SaleDraft()
         self.shopper: Shopper | None = None
         self.online = True
@@ -183,14 +184,16 @@ class Till:
         self.catalog: list[dict] = []
         self._by_sku: dict[str, dict] = {}
         self._by_barcode: dict[str, dict] = {}
-        self.nfc, self.scanner, self.printer = nfc, scanner, printer
+        self.nfc, self.scanner = nfc, scanner
+        self.printer = printer if printer is not None else make_printer(config)
         self._hardware = hardware
         self._replayer = None
         self._events = None
         self._load_session()
         self._load_catalog_cache()
-        if printer is not None:
+        if self.printer is not None:
             self.printer_status = "ready"
+        self._load_last_receipt()
 
     # the till's life ----------------------------------------------------------------------
 
@@ -235,8 +238,6 @@ class Till:
                 self.scanner.start()
             except Exception as e:
                 self.scanner_status = f"no scanner: {e}"
-        self.printer = self.printer or make_printer(cfg)
-        self.printer_status = "ready" if self.printer is not None else "none"
         self._hardware_status()
 
     def _hardware_status(self) -> None:
@@ -284,13 +285,8 @@ class Till:
         if self.session is None:
             path.unlink(missing_ok=True)
             return
-        data = {"session": self.session, "shift": self.shift, "store": getattr(self, "store", None)}
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
+        data = {"session": self.session, "shift": self.shift, "store": self.store}
+        _write_private(path, data)
 
     def sign_in(self, staff_code: str, pin: str) -> dict:
         """A cashier signs in with staff code and PIN (the till's device secret opens the
@@ -720,7 +716,7 @@ class Till:
     def _offline_result(self, entry: Entry, local: dict, tenders) -> SaleResult:
         local["number"] = f"Q-{entry.id:06d}"
         change = _change(tenders)
-        self.last_receipt = local
+        self._keep_receipt(local)
         printed, error = self._print("print_receipt", local)
         with self._lock:
             self.sale = SaleDraft()
@@ -735,7 +731,7 @@ class Till:
                 if self.shopper is shopper:
                     shopper.balance_minor = sale["card_balance"]["amount"]
             self.on_change("shopper")
-        self.last_receipt = receipt
+        self._keep_receipt(receipt)
         printed, error = self._print("print_receipt", receipt)
         with self._lock:
             self.sale = SaleDraft()
@@ -772,7 +768,7 @@ class Till:
 
     def _local_receipt(self, lines, tenders, shopper: Shopper | None) -> dict:
         """The receipt of a sale not (yet) on the server: the same shape, no id or link."""
-        store = getattr(self, "store", None) or {}
+        store = self.store or {}
         c = self.currency
         items = []
         for sku, quantity in lines:
@@ -887,7 +883,7 @@ class Till:
         refund = self._send("refund", "POST", f"/v1/sales/{sale_id}/refunds", body)
         receipt = self._receipt_of(refund)
         if receipt is not None:
-            self.last_receipt = receipt
+            self._keep_receipt(receipt)
             printed, error = self._print("print_receipt", receipt)
             refund = dict(refund, printed=printed, printer_error=error)
         return refund
@@ -906,6 +902,18 @@ class Till:
         printed, error = self._print("print_receipt", receipt)
         if not printed:
             raise TillError("printer_error", f"The receipt was not printed: {error}")
+
+    def _keep_receipt(self, receipt: dict) -> None:
+        """The last receipt, kept on disk too (a reprint may come from another process)."""
+        self.last_receipt = receipt
+        _write_private(self.config.state_dir / "last_receipt.json", receipt)
+        self.on_change("receipt")
+
+    def _load_last_receipt(self) -> None:
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            self.last_receipt = json.loads(
+                (self.config.state_dir / "last_receipt.json").read_text()
+            )
 
     def _print(self, method: str, document: dict) -> tuple[bool, str | None]:
         """Print; a printer that fails never blocks or loses the sale: the till says why."""
@@ -1080,6 +1088,17 @@ class Replayer(threading.Thread):
                 with contextlib.suppress(Exception):  # the replayer outlives any one error
                     self.till.drain()
             self._wake.wait(self.till.config.replay_interval_s)
+
+
+def _write_private(path, data) -> None:
+    """Write JSON readable by this user only (it may hold the cashier's session), whole or
+    not at all."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, default=str)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
 
 
 def make_printer(config: Config):
