@@ -46,11 +46,10 @@ def tag_memory(uid: bytes, data_area: bytes, *, capability: bytes | None = None)
     *capability* replaces the capability container (page 3); ``bytes(4)`` makes a tag that
     carries no NDEF at all.
     """
-    for size, pages in NTAG_SIZES:
-        if len(data_area) <= size:
-            break
-    else:
-        raise ValueError(f"{len(data_area)} bytes do not fit on an NTAG216 ({size} bytes)")
+    fitting = [(size, pages) for size, pages in NTAG_SIZES if len(data_area) <= size]
+    if not fitting:
+        raise ValueError(f"{len(data_area)} bytes do not fit on an NTAG216")
+    size, pages = fitting[0]
     memory = bytearray(pages * PAGE)
     memory[0:12] = _uid_pages(uid)
     memory[12:16] = capability if capability is not None else bytes([0xE1, 0x10, size // 8, 0])
@@ -180,7 +179,8 @@ class Type2TagEmulator:
             return NAK
         start = page * PAGE
         if page == 3:  # the capability container is one-time programmable: bits only set
-            data = bytes(a | b for a, b in zip(self.memory[start : start + PAGE], data))
+            current = self.memory[start : start + PAGE]
+            data = bytes(a | b for a, b in zip(current, data, strict=True))
         self.memory[start : start + PAGE] = data
         return ACK
 
