@@ -121,6 +121,8 @@ class Type2TagEmulator:
                 # reader still checking for the tag it saw before must not find this one.
                 if clf.device.sent_data > 0 and self._answer(clf, activated, deadline, until):
                     return
+                if until is not None and until():
+                    return
                 activated = self._listen_again(clf, target, deadline)
         finally:
             # Closing the socket is taking the tag away: the reader's next command times out.
