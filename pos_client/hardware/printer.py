@@ -424,6 +424,13 @@ class ReceiptPrinter:
                             "ran out of paper while printing: reprint after loading paper"
                         )
             self.status = "paper low" if paper == "low" else "ready"
+        except PrinterUnavailable:
+            if isinstance(printer, Serial):
+                # Closing a tty waits for its output to drain, which a printer that stopped
+                # reading never does: drop what is left instead (the receipt is reprinted).
+                with contextlib.suppress(OSError, serial.SerialException):
+                    printer.device.reset_output_buffer()
+            raise
         finally:
             with contextlib.suppress(OSError, serial.SerialException):
                 printer.close()
@@ -449,6 +456,8 @@ def _paper(printer: Escpos, deadline: float, *, sent: bool = False) -> str:
     """Ask the printer (DLE EOT 4) about its paper: "ok", "low" or "out"."""
     _set_timeout(printer, deadline)
     try:
+        if isinstance(printer, Serial):
+            printer.device.reset_input_buffer()  # an old answer is not this one
         printer._raw(RT_STATUS_PAPER)
         if isinstance(printer, Network):
             answer = printer.device.recv(1)

@@ -408,3 +408,18 @@ def test_the_receipt_picture_is_paper_wide(tmp_path):
     with Image.open(tmp_path / "receipt.png") as picture:
         assert picture.width == 512
         assert picture.height > 600
+
+
+def test_a_serial_printer_that_is_switched_off_fails_within_the_timeout():
+    master, slave = os.openpty()  # the cable is there; nothing answers at its far end
+    tty.setraw(master)
+    try:
+        printer = ReceiptPrinter(f"serial:{os.ttyname(slave)}", timeout_s=0.5)
+        started = time.monotonic()
+        with pytest.raises(PrinterUnavailable, match="does not answer"):
+            printer.print_receipt(SAMPLE_RECEIPT)
+        assert time.monotonic() - started < 1.5
+        assert os.read(master, 100) == STATUS_QUERY  # and no receipt after the silence
+    finally:
+        os.close(slave)
+        os.close(master)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import queue
+import socket
 import threading
 import time
 import tty
@@ -237,3 +238,30 @@ def test_sim_scanner_sends_typed_lines_to_the_till(tmp_path, till):
         typed.put(None)
         sim.join(WAIT_S)
     assert not link.exists()
+
+
+def test_a_network_scanner_url_survives_its_connection_dropping(till):
+    """``socket://`` is a pyserial URL too (a scanner behind a serial-to-Ethernet box)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    scanner = Scanner(
+        f"socket://127.0.0.1:{server.getsockname()[1]}",
+        till.codes.put,
+        on_status=till.statuses.put,
+        retry_s=(0.05, 0.2),
+    )
+    scanner.start()
+    try:
+        conn, _ = server.accept()
+        till.wait_status("ready")
+        conn.sendall(b"4006381333931\r\n")
+        assert till.next_code() == "4006381333931"
+        conn.close()  # the box loses power
+        till.wait_status("scanner unplugged")
+        conn, _ = server.accept()  # ... and comes back
+        with conn:
+            till.wait_status("ready")
+            conn.sendall(b"012345678905\r")
+            assert till.next_code() == "012345678905"
+    finally:
+        scanner.stop()
+        server.close()
