@@ -8,3 +8,6 @@ os.environ.setdefault(
     "ESCPOS_CAPABILITIES_PICKLE_DIR", os.path.join(tempfile.gettempdir(), "omnicard-escpos")
 )
 os.makedirs(os.environ["ESCPOS_CAPABILITIES_PICKLE_DIR"], exist_ok=True)
+
+# The live server and the world to sell in, for the tests of the till program (h-client).
+from tests.pos_client.live import admin, config_path, server, world  # noqa: E402, F401
