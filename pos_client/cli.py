@@ -203,7 +203,10 @@ def main(argv: list[str] | None = None) -> int:
         return USAGE
     till = Till(config, hardware=False)
     try:
-        return run(till, args)
+        code = run(till, args)
+        if args.command in MOVES_VALUE and till.online and till.queue_length:
+            till.drain()  # the API answers: what waited from before goes now, in order
+        return code
     except Usage as e:
         emit({"error": {"code": "usage", "message": str(e), "details": {}}})
         return USAGE
@@ -222,8 +225,6 @@ MOVES_VALUE = {"sale", "top-up", "gift-card", "refund", "shift"}
 
 def run(till: Till, args) -> int:
     command = args.command
-    if command in MOVES_VALUE and till.queue_length:
-        till.drain()  # what waits goes first, in order
     if command == "sign-in":
         emit(till.sign_in(args.staff_code, args.pin))
     elif command == "sign-out":

@@ -944,7 +944,7 @@ class Till:
             if entry is None:
                 break
             try:
-                answer = self._attempt(entry, claimed=True)
+                answer = self._attempt(entry, replayed=True)
             except Unreachable:
                 break
             except ApiError as e:
@@ -965,7 +965,7 @@ class Till:
             allowance_id = int(entry.path.rstrip("/").split("/")[-2])
             self.outbox.allowance_released(allowance_id)
 
-    def _attempt(self, entry: Entry, *, claimed: bool = True):
+    def _attempt(self, entry: Entry, *, replayed: bool = False):
         """Send one outbox entry and write its answer. A refusal is kept with the entry; no
         answer leaves it pending (to replay with the same key)."""
         token = entry.token or self.token
@@ -995,7 +995,7 @@ class Till:
             if e.status == 401:
                 self.outbox.failed_attempt(entry.id, e.body()["error"])
             else:
-                self.outbox.refused(entry.id, e.status, e.body()["error"])
+                self.outbox.refused(entry.id, e.status, e.body()["error"], replayed=replayed)
             raise
         self.outbox.answered(entry.id, answer.status, answer.body)
         self._set_online(True)
