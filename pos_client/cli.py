@@ -305,18 +305,26 @@ def _sale(till: Till, args) -> int:
 
 
 def _screen(args) -> int:
-    try:
-        from pos_client.ui import run_screen
-    except ImportError:
-        emit({"error": {"code": "usage", "message": "No screen in this build: give a command "
-                        "(--help lists them).", "details": {}}})  # fmt: skip
-        return USAGE
+    """The cashier's screen (pos_client.ui), on the one Till the subcommands also drive."""
     try:
         config = config_module.load(args.config)
     except ConfigError as e:
         emit({"error": {"code": "config", "message": str(e), "details": {}}})
         return USAGE
-    return run_screen(config) or DONE
+    try:
+        from pos_client.ui import TillApp
+    except ImportError:
+        emit({"error": {"code": "usage", "message": "No screen in this build: give a command "
+                        "(--help lists them).", "details": {}}})  # fmt: skip
+        return USAGE
+    till = Till(config)
+    app = TillApp(till)  # it takes the till's on_change before anything can change
+    till.start()
+    try:
+        app.run()
+    finally:
+        till.stop()
+    return DONE
 
 
 def _sim(args) -> int:

@@ -690,7 +690,6 @@ class Till:
                 )  # fmt: skip
             offline["allowance"] = allowance.token
             use = (allowance.id, card_minor)
-            local["card"] = {"last4": allowance.last4, "balance_after": None}
             if shopper is not None:
                 shopper.allowance_left_minor = left - card_minor
         body = dict(body, offline=offline)
@@ -791,8 +790,9 @@ class Till:
             "tenders": [{"type": t.type, "amount": money(t.amount_minor, c)} for t in tenders],
             "cash_given": money(given, c) if cash else None,
             "change": money(_change(tenders), c) if cash else None,
-            "card": ({"last4": shopper.last4, "balance_after": None}
-                     if shopper is not None and shopper.last4 else None),
+            # The balance after is not known until the server has the sale; the printed
+            # receipt's link (once replayed, a reprint) shows it.
+            "card": None,
             "stars": None, "offline": True,
         }  # fmt: skip
 
