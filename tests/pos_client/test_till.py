@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import sys
+import tty
 
 import pytest
 
 from pos_client import config as till_config
 from pos_client.till import Tender, Till, TillError
 from tests.conftest import ROOT
+from tests.events.conftest import Stream
 from tests.pos_client.live import Changes, Swallower
 
 
@@ -188,3 +192,50 @@ def test_a_till_killed_mid_sale_replays_it_on_the_next_start_exactly_once(
     code, body = cli(config_path, "queue", "drain")
     assert code == 0 and body == {"sent": 0, "refused": 0, "left": 0}
     world.verify_ledger()
+
+
+def test_a_till_with_its_hardware_tap_scan_pay_print_and_the_shoppers_stream(world, tmp_path):
+    """The whole till: a card tapped through nfcpy's udp frontend (`sim tap`), two products
+    scanned through a pty, paid from the card balance, the receipt printed through
+    python-escpos; the shopper's own event stream shows the new balance."""
+    ada = world.shopper(load_minor=3000)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        reader = f"udp:127.0.0.1:{s.getsockname()[1]}"
+    master, slave = os.openpty()
+    tty.setraw(master)
+    path = tmp_path / "pos.toml"
+    path.write_text(world.config_text(tmp_path / "state") + f"""
+[nfc]
+reader = "{reader}"
+[scanner]
+port = "{os.ttyname(slave)}"
+""")  # fmt: skip
+    changes = Changes()
+    till = Till(till_config.load(path), on_change=changes)
+    till.start()
+    stream = Stream(world.server.port, ada.token)
+    try:
+        till.sign_in(world.staff_code, world.pin)
+        till.open_shift(0)
+        changes.wait_for(lambda: till.reader_status == "ready" and "ready" in till.scanner_status)
+        code, body = cli(path, "sim", "tap", ada.number, "--reader", reader)
+        assert code == 0 and body["card_number"] == ada.number
+        changes.wait_for(lambda: till.shopper is not None)
+        assert till.shopper.card_id == ada.card_id and till.shopper.identified_by == "card_number"
+        os.write(master, f"{world.barcodes['latte']}\r\n{world.barcodes['mug']}\n".encode())
+        changes.wait_for(lambda: len(till.sale.lines) == 2)
+
+        result = till.pay([Tender("card_balance", None)])
+        assert result.printed and result.sale["card_balance"]["amount"] == 3000 - 1695
+        printed = (tmp_path / "state" / "receipts.bin").read_bytes()
+        assert result.receipt["url"].encode() in printed  # the QR's payload
+        assert b"\x1dV" in printed  # cut
+        seen = stream.until(lambda e: e.type == "card.balance_changed"
+                            and e.data["data"]["balance"]["amount"] == 3000 - 1695)  # fmt: skip
+        assert seen
+    finally:
+        stream.close()
+        till.stop()
+        os.close(master)
+        os.close(slave)
