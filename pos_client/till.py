@@ -1087,20 +1087,18 @@ class Replayer(threading.Thread):
         super().__init__(name="till-replayer", daemon=True)
         self.till = till
         self._wake = threading.Event()
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
 
     def kick(self) -> None:
         self._wake.set()
 
     def stop(self) -> None:
-        if self._inputs is not None:
-            self._inputs.put(None)
-        self._stop.set()
+        self._stopping.set()
         self._wake.set()
         self.join(timeout=5)
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             self._wake.clear()
             if self.till.outbox.pending_count():
                 with contextlib.suppress(Exception):  # the replayer outlives any one error
