@@ -85,12 +85,15 @@ class SaleRequestSchema(Schema):
     tenders = List(ma.fields.Nested(TenderRequestSchema), required=True, min_items=1, max_items=10)
 
 
-class SaleLineSchema(Schema):
+class ReceiptLineSchema(Schema):
     sku = ma.fields.String()
     name = ma.fields.String()
     quantity = ma.fields.Integer()
     unit_price = ma.fields.Nested(MoneyOutSchema)
     line_total = ma.fields.Nested(MoneyOutSchema)
+
+
+class SaleLineSchema(ReceiptLineSchema):
     stars_earned = ma.fields.Integer()
     refunded_quantity = ma.fields.Integer()
 
@@ -158,15 +161,8 @@ def sale_body(sale: Sale, receipt: Receipt, card_balance: int | None = None) -> 
         "card_id": sale.card_id,
         "customer_id": sale.customer_id,
         "lines": [
-            {
-                "sku": line.sku,
-                "name": line.name,
-                "quantity": line.quantity,
-                "unit_price": money(line.unit_price_minor, c),
-                "line_total": money(line.line_total_minor, c),
-                "stars_earned": line.stars_earned,
-                "refunded_quantity": line.refunded_quantity,
-            }
+            receipts.line_body(line, c)
+            | {"stars_earned": line.stars_earned, "refunded_quantity": line.refunded_quantity}
             for line in sale.lines
         ],
         "total": money(sale.total_minor, c),
@@ -358,14 +354,6 @@ class SaleRefunds(MethodView):
 class StoreNameSchema(Schema):
     name = ma.fields.String()
     address = ma.fields.String()
-
-
-class ReceiptLineSchema(Schema):
-    sku = ma.fields.String()
-    name = ma.fields.String()
-    quantity = ma.fields.Integer()
-    unit_price = ma.fields.Nested(MoneyOutSchema)
-    line_total = ma.fields.Nested(MoneyOutSchema)
 
 
 class ReceiptCardSchema(Schema):
