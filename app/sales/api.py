@@ -125,7 +125,11 @@ class SaleSchema(Schema):
     )
     stars_earned = ma.fields.Integer()
     created_at = ma.fields.DateTime()
-    receipt = ma.fields.Nested(ReceiptLinkSchema)
+    receipt = ma.fields.Nested(
+        ReceiptLinkSchema,
+        allow_none=True,
+        metadata={"description": "None only for sales rung up before receipts were kept."},
+    )
 
 
 class SalesOfDayArgsSchema(PageArgsSchema):
@@ -139,18 +143,20 @@ class SalePageSchema(Schema):
     next_cursor = ma.fields.String(allow_none=True)
 
 
-def receipt_link(receipt: Receipt) -> dict:
+def receipt_link(receipt: Receipt | None) -> dict | None:
+    if receipt is None:
+        return None
     return {
         "id": receipt.id,
         "url": url_for("receipt_pages.receipt_page", receipt_id=receipt.id, _external=True),
     }
 
 
-def sale_body(sale: Sale, receipt: Receipt, card_balance: int | None = None) -> dict:
+def sale_body(sale: Sale, receipt: Receipt | None, card_balance: int | None = None) -> dict:
     """The sale as the till shows it; ``card_balance`` is the card's balance after the sale,
     as its receipt says unless given."""
     c = sale.currency
-    if card_balance is None and receipt.body["card"] is not None:
+    if card_balance is None and receipt is not None and receipt.body["card"] is not None:
         card_balance = receipt.body["card"]["balance_after"]["amount"]
     return {
         "id": sale.id,
@@ -251,7 +257,7 @@ class Sales(MethodView):
         )
         shown = page[: args["limit"]]
         receipts_of = receipts.sale_receipts(s, [sale.id for sale in shown])
-        items = [sale_body(sale, receipts_of[sale.id]) for sale in shown]
+        items = [sale_body(sale, receipts_of.get(sale.id)) for sale in shown]
         more = len(page) > args["limit"]
         return {"items": items, "next_cursor": str(shown[-1].id) if more else None}
 
@@ -265,7 +271,7 @@ class SaleView(MethodView):
         """A sale of this till's store."""
         s = session()
         sale = sales.sale_in_store(s, sale_id, current_principal().store_id)
-        return sale_body(sale, receipts.sale_receipts(s, [sale.id])[sale.id])
+        return sale_body(sale, receipts.sale_receipts(s, [sale.id]).get(sale.id))
 
 
 class RefundRequestSchema(Schema):
