@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
 
 import marshmallow as ma
@@ -134,7 +135,10 @@ class SaleSchema(Schema):
 
 class SalesOfDayArgsSchema(PageArgsSchema):
     date = ma.fields.Date(
-        load_default=None, metadata={"description": "The UTC day, `YYYY-MM-DD`; today if omitted."}
+        load_default=None,
+        # The last day of the calendar has no next day to end it.
+        validate=ma.validate.Range(max=datetime.date.max - datetime.timedelta(days=1)),
+        metadata={"description": "The UTC day, `YYYY-MM-DD`; today if omitted."},
     )
 
 

@@ -468,7 +468,9 @@ def test_the_days_sales_show_refunded_quantities_and_the_balance_after(api, till
     assert items[0]["receipt"] == sale["receipt"]
 
 
-@pytest.mark.parametrize("date", ["2026-13-01", "yesterday", "2026-12-04T00:00:00", ""])
+@pytest.mark.parametrize(
+    "date", ["2026-13-01", "yesterday", "2026-12-04T00:00:00", "", "9999-12-31", "10000-01-01"]
+)
 def test_a_day_that_is_not_a_date_is_refused(api, till, date):
     assert_error(
         api.get("/v1/sales", token=till.token, query_string={"date": date}),
@@ -487,3 +489,13 @@ def test_every_sale_and_refund_has_exactly_one_receipt(api, db, till, latte):
         .group_by(Receipt.kind)
     ).all()  # fmt: skip
     assert dict(kinds) == {"sale": 1, "refund": 2}
+
+
+@pytest.mark.parametrize("date", ["0001-01-01", "9999-12-30"])
+def test_the_first_and_last_days_of_the_calendar_have_no_sales(api, till, latte, date):
+    sold(api, till, [("LATTE", 1)], [("cash", 450)])
+
+    response = api.get("/v1/sales", token=till.token, query_string={"date": date})
+
+    assert response.status_code == 200, response.json
+    assert response.json == {"items": [], "next_cursor": None}
