@@ -9,6 +9,7 @@ from app.core.throttle import FailedAttempt
 from app.customers.models import Customer
 from app.events.models import Event, OutboxEntry
 from app.ledger.models import Account, BalanceShard, LedgerTransaction, Posting
+from app.offline.models import OfflineAllowance, OfflineRefusal
 from app.payments.models import TopUp
 from app.sales.models import Refund, Sale, SaleLine, SaleTender
 from app.stores.models import Device, Store
@@ -29,6 +30,8 @@ __all__ = [
     "FailedAttempt",
     "IdempotencyRecord",
     "LedgerTransaction",
+    "OfflineAllowance",
+    "OfflineRefusal",
     "OutboxEntry",
     "PayCode",
     "Posting",

@@ -30,6 +30,10 @@ class Sale(Base):
     stars_earned: Mapped[int] = mapped_column(BigInteger, default=0)
     ledger_transaction_id: Mapped[int] = mapped_column(ForeignKey("ledger_transactions.id"))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    #: When the till made it, for a sale made offline and replayed later; else None.
+    offline_made_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    #: The offline allowance its card balance part came from, if any.
+    offline_allowance_id: Mapped[int | None] = mapped_column(ForeignKey("offline_allowances.id"))
 
     lines: Mapped[list[SaleLine]] = relationship(order_by="SaleLine.line_no")
     tenders: Mapped[list[SaleTender]] = relationship(order_by="SaleTender.id")

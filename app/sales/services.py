@@ -30,6 +30,7 @@ from app.ledger import services as ledger
 from app.ledger.rules import Leg
 from app.loyalty import rules as loyalty_rules
 from app.loyalty import services as loyalty
+from app.offline import services as allowances
 from app.sales.errors import (
     CardRequired,
     NothingToPay,
@@ -59,9 +60,14 @@ def make_sale(
     presented: dict | None,
     lines: list[tuple[str, int]],
     tenders: list[tuple[str, int]],
+    offline: dict | None = None,
 ) -> SaleOutcome:
-    """Raises UnknownSku, CurrencyMismatch, NothingToPay, TendersDoNotMatchTotal, CardRequired,
-    CustomerNotIdentified, PayCodeInvalid, CardFrozen, NfcLimitExceeded, InsufficientFunds."""
+    """``offline``: a sale the till made while it could not reach the API, replayed now
+    (see app.offline: its card balance part comes from the card's offline allowance).
+
+    Raises UnknownSku, CurrencyMismatch, NothingToPay, TendersDoNotMatchTotal, CardRequired,
+    CustomerNotIdentified, PayCodeInvalid, CardFrozen, NfcLimitExceeded, InsufficientFunds,
+    and app.offline's OfflineSaleRefused."""
     store = s.get(Store, principal.store_id)
     currency = cards.currency()
     products = products_by_sku(s, [sku for sku, _ in lines])
@@ -72,8 +78,9 @@ def make_sale(
     for price in prices.values():
         cards.check_currency(price.currency)
 
-    card, method = (None, None)
-    if presented:
+    allowed = offline_card(s, principal, offline, presented, tenders)
+    card, method, allowance = allowed or (None, None, None)
+    if presented and allowed is None:
         card, method = cards.identify(s, **presented)
     customer = s.get(Customer, card.customer_id) if card and card.customer_id else None
 
@@ -106,7 +113,8 @@ def make_sale(
 
     legs = [Leg(store.sales_account_id, cart.total_minor, currency)]
     if from_card:
-        legs.append(Leg(card.account_id, -from_card, currency))
+        source = allowances.take(s, allowance, card, from_card) if allowance else card.account_id
+        legs.append(Leg(source, -from_card, currency))
     if paid["cash"]:
         legs.append(Leg(store.cash_account_id, -paid["cash"], currency))
     if paid["bank_card"]:
@@ -136,6 +144,9 @@ def make_sale(
         stars_earned=stars,
         ledger_transaction_id=posted.transaction_id,
     )
+    if offline is not None:
+        sale.offline_made_at = offline["made_at"]
+        sale.offline_allowance_id = allowance.id if allowance else None
     s.add(sale)
     s.flush()
     for n, (line, earned) in enumerate(zip(cart.lines, line_stars, strict=True), start=1):
@@ -153,7 +164,7 @@ def make_sale(
     after = posted.balances.get(card.account_id) if card else None
     if card is not None and after is None:
         after = cards.card_balance(s, card)
-    before = after + from_card if after is not None else None
+    before = after + (0 if allowance else from_card) if after is not None else None
 
     if card is not None:
         changes.card_presented(s, card, device_id=principal.device_id, store_id=store.id,
@@ -169,6 +180,20 @@ def make_sale(
         )
     changes.sale_completed(s, sale, after)
     return SaleOutcome(sale, card, before, after)
+
+
+def offline_card(
+    s: Session,
+    principal: Principal,
+    offline: dict | None,
+    presented: dict | None,
+    tenders: list[tuple[str, int]],
+):
+    """For an offline sale paid from a card balance: (card, "offline", its allowance)."""
+    if offline is None:
+        return None
+    from_card = sum(amount for kind, amount in tenders if kind == "card_balance")
+    return allowances.card_for_offline_sale(s, principal, offline, presented, from_card=from_card)
 
 
 def sale_in_store(s: Session, sale_id: int, store_id: int, *, lock: bool = False) -> Sale:
