@@ -11,6 +11,9 @@ VALUE_MOVING = {
     ("post", "/v1/cards/{card_id}/report-lost"),
     ("post", "/v1/sales"),
     ("post", "/v1/sales/{sale_id}/refunds"),
+    ("post", "/v1/pos/gift-cards"),
+    ("post", "/v1/pos/offline-allowances"),
+    ("post", "/v1/pos/offline-allowances/{allowance_id}/release"),
 }
 
 
