@@ -40,6 +40,7 @@ class AllowanceRequestSchema(Schema):
     amount = ma.fields.Nested(
         MoneySchema,
         load_default=None,
+        allow_none=False,
         metadata={"description": "Default and most: `OMNICARD_OFFLINE_ALLOWANCE_MAX_MINOR`."},
     )
 

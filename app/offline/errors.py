@@ -33,6 +33,10 @@ class AllowanceExhausted(OfflineSaleRefused):
     message = "The sale takes more from the card than is left of its offline allowance."
 
 
-class AllowanceRequired(OfflineSaleRefused):
+class AllowanceRequired(DomainError):
+    """A replay that leaves out its allowance: a mistake of the request, not a suspicious
+    allowance, so it is not recorded."""
+
     code = "allowance_required"
+    http_status = 422
     message = "An offline sale paid from a card balance needs the card's offline allowance."

@@ -108,6 +108,7 @@ class SaleRequestSchema(Schema):
     offline = ma.fields.Nested(
         OfflineSaleSchema,
         load_default=None,
+        allow_none=False,
         metadata={"description": "A sale made at the till while the API could not be "
                   "reached, replayed now."},
     )  # fmt: skip

@@ -96,6 +96,12 @@ def shop(world, db, api) -> Shop:
     from app.cards.models import Card
 
     number = db.get(Card, card["id"]).number
+    allowance = api.post(
+        "/v1/pos/offline-allowances",
+        token=cashier,
+        json={"card": {"card_number": number}, "amount": usd(500)},
+    )
+    assert allowance.status_code == 201, allowance.json
     sale = api.post(
         "/v1/sales",
         token=cashier,
@@ -135,6 +141,7 @@ def shop(world, db, api) -> Shop:
             "store_id": store.id,
             "shift_id": shift.json["id"],
             "receipt_id": sale.json["receipt"]["id"],
+            "allowance_id": allowance.json["id"],
         },
         card_number=number,
         sku=product.sku,
@@ -173,7 +180,12 @@ VALID_BODIES: dict[tuple[str, str], Callable[[Shop, str], dict]] = {
     ("POST", "/v1/sales"): lambda shop, caller: {
         "customer": {"card_number": shop.card_number},
         "lines": [{"sku": shop.sku, "quantity": 1}],
-        "tenders": [{"type": "card_balance", "amount": usd(450)}]},
+        "tenders": [{"type": "card_balance", "amount": usd(450)}],
+        "offline": {"made_at": "2026-12-04T10:00:00Z", "allowance": None}},
+    ("POST", "/v1/pos/gift-cards"): lambda shop, caller: {
+        "card": {"card_number": shop.card_number}, "amount": usd(1_000), "tender": "cash"},
+    ("POST", "/v1/pos/offline-allowances"): lambda shop, caller: {
+        "card": {"card_number": shop.card_number}, "amount": usd(1_000)},
     ("POST", "/v1/sales/{sale_id}/refunds"): lambda shop, caller: {
         "lines": [{"sku": shop.sku, "quantity": 1}]},
     ("POST", "/v1/products"): lambda shop, caller: {

@@ -14,6 +14,9 @@ VALUE_MOVING = {
     # A shift moves no money, but the till's count of its drawer must be said once.
     ("post", "/v1/pos/shifts"),
     ("post", "/v1/pos/shifts/{shift_id}/close"),
+    ("post", "/v1/pos/gift-cards"),
+    ("post", "/v1/pos/offline-allowances"),
+    ("post", "/v1/pos/offline-allowances/{allowance_id}/release"),
 }
 
 
