@@ -48,7 +48,7 @@ def amount(text: str) -> int:
 
 
 def tender(text: str) -> Tender:
-    """`card_balance`, `card_balance=AMOUNT`, `cash=AMOUNT[:GIVEN]`, `bank_card[=AMOUNT]`;
+    """`card_balance`, `card_balance=AMOUNT`, `cash=[AMOUNT][:GIVEN]`, `bank_card[=AMOUNT]`;
     without an amount, the tender takes what the others leave."""
     kind, _, rest = text.partition("=")
     if kind not in ("card_balance", "cash", "bank_card"):
@@ -58,7 +58,7 @@ def tender(text: str) -> Tender:
     value, _, given = rest.partition(":")
     if given and kind != "cash":
         raise Usage("Only cash has an amount given.")
-    return Tender(kind, amount(value), amount(given) if given else None)
+    return Tender(kind, amount(value) if value else None, amount(given) if given else None)
 
 
 def sku_quantity(text: str) -> tuple[str, int]:
