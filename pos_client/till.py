@@ -892,6 +892,9 @@ class Till:
         """Load the presented card with cash or a bank card taken at the till."""
         self._require_shift()
         shopper = self.shopper
+        if shopper is not None and shopper.offline:
+            raise TillError("unreachable", "The API is unreachable: a card is loaded only "
+                            "online. Try again when the till is back online.")  # fmt: skip
         if shopper is None or shopper.card_id is None:
             raise TillError("card_required", "Present the card to load first.")
         top_up = self._send(

@@ -75,6 +75,7 @@ class World:
     pin: str
     skus: dict[str, str]  # short name -> SKU
     barcodes: dict[str, str]  # short name -> barcode
+    product_ids: dict[str, int]  # short name -> product id
 
     def call(self, method, path, token=None, json=None, key=True):
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -204,10 +205,10 @@ def make_world(app, server: ServerProcess, admin: str) -> World:
     digits = str(int(code, 16)).zfill(8)[-8:]
     products = {"latte": ("LATTE", 445, "40" + digits + "123"), "bagel": ("BAGEL", 300, None),
                 "mug": ("MUG", 1250, "7" + digits + "12")}  # fmt: skip
-    skus, barcodes = {}, {}
+    skus, barcodes, ids = {}, {}, {}
     for short, (name, price, barcode) in products.items():
         sku = f"{name}-{code}"
-        post(
+        ids[short] = post(
             "/v1/products",
             {
                 "sku": sku,
@@ -216,12 +217,12 @@ def make_world(app, server: ServerProcess, admin: str) -> World:
                 "barcode": barcode,
                 "price": {"amount": price, "currency": "USD"},
             },
-        )
+        )["id"]
         skus[short] = sku
         if barcode:
             barcodes[short] = barcode
     return World(app, server, admin, store["id"], device["secret"], f"K{code}", "2468",
-                 skus, barcodes)  # fmt: skip
+                 skus, barcodes, ids)  # fmt: skip
 
 
 @pytest.fixture(scope="package")

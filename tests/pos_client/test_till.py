@@ -240,3 +240,36 @@ port = "{os.ttyname(slave)}"
         till.stop()
         os.close(master)
         os.close(slave)
+
+
+def test_a_sale_refused_on_replay_is_kept_and_shown_and_the_queue_goes_on(
+    world, config_path, tmp_path
+):
+    assert cli(config_path, "sign-in", "--staff-code", world.staff_code, "--pin", world.pin)[0] == 0
+    assert cli(config_path, "shift", "open", "--float", "0")[0] == 0
+    assert cli(config_path, "catalog")[0] == 0  # kept for selling offline
+    with socket.socket() as s:  # a port nothing listens on: the API is unreachable
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    offline = tmp_path / "offline.toml"
+    offline.write_text(world.config_text(config_path.parent / "state", api_url=dead))
+
+    code, body = cli(offline, "sale", "--sku", world.skus["bagel"], "--tender", "cash=:5.00")
+    assert code == 3 and body["offline"] and body["change_minor"] == 200
+    assert body["receipt"]["offline"] and body["receipt"]["url"] is None and body["printed"]
+    code, body = cli(offline, "sale", "--sku", world.skus["latte"], "--tender", "bank_card")
+    assert code == 3 and body["offline"]
+    code, body = cli(offline, "top-up", "--card", world.shopper().number, "--amount", "10.00",
+                     "--tender", "cash")  # fmt: skip
+    assert code == 1 and body["error"]["code"] == "unreachable"
+    # The bagel leaves the catalog before the till is back: its sale cannot be replayed.
+    r = world.call("PATCH", f"/v1/products/{world.product_ids['bagel']}", world.admin,
+                   {"active": False}, key=False)  # fmt: skip
+    assert r.status_code == 200, r.json
+
+    code, body = cli(config_path, "queue", "drain")
+    assert code == 0 and body == {"sent": 1, "refused": 1, "left": 0}
+    code, body = cli(config_path, "queue")
+    assert [(i["state"], i["error"]["code"]) for i in body["items"]] == [("refused", "unknown_sku")]
+    assert [total for _, total, _ in world.sales()] == [445]
+    world.verify_ledger()
