@@ -94,11 +94,11 @@ class World:
             self.top_up(token, card_id, load_minor)
         return Shopper(token, card_id, self.card_number(card_id))
 
-    def top_up(self, token: str, card_id: int, amount: int, *, via_server: bool = False):
+    def top_up(self, token: str, card_id: int, amount: int, *, via_server: bool = False, url=None):
         body = {"amount": {"amount": amount, "currency": "USD"}, "payment_token": "tok_visa"}
         if via_server:  # the server process's hub hears it at once
             r = httpx.post(
-                f"{self.server.url}/v1/cards/{card_id}/top-ups",
+                f"{url or self.server.url}/v1/cards/{card_id}/top-ups",
                 json=body,
                 headers={"Authorization": f"Bearer {token}", "Idempotency-Key": uuid.uuid4().hex},
                 timeout=10,

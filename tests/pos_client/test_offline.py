@@ -71,20 +71,26 @@ def test_the_server_stops_mid_shift_and_the_till_sells_on_then_replays_each_sale
         assert totals == sorted([300, 445, 445, 2500])  # each sale exactly once
         assert world.balance(ada.card_id) == 5000 - 2500  # the rest of the allowance is held
         world.verify_ledger()
+        # The till follows its event stream again (it reconnected by itself): a top-up from
+        # Ada's phone shows at once.
+        shopper = till.identify(card_number=ada.number)
+        world.top_up(ada.token, ada.card_id, 1000, via_server=True, url=own_server.url)
+        changes.wait_for(lambda: shopper.available_minor == 2500 + 1000)
+        world.verify_ledger()
 
-        # The reserved money cannot be spent online elsewhere: 25.00 is available, not 45.55.
+        # The reserved money cannot be spent online elsewhere: 35.00 is available, not 55.55.
         other_till = world.other_till()
         r = world.call("POST", "/v1/sales", other_till, {
             "customer": {"card_number": ada.number},
-            "lines": [{"sku": world.skus["mug"], "quantity": 3}],
-            "tenders": [{"type": "card_balance", "amount": {"amount": 3750, "currency": "USD"}}],
+            "lines": [{"sku": world.skus["mug"], "quantity": 4}],
+            "tenders": [{"type": "card_balance", "amount": {"amount": 5000, "currency": "USD"}}],
         })  # fmt: skip
         assert r.status_code == 409 and r.json["error"]["code"] == "insufficient_funds"
 
         # Closing the shift gives back what the allowance did not use.
         report = till.close_shift(5000 + 300 + 445)
         assert report["report"]["difference"]["amount"] == 0
-        assert world.balance(ada.card_id) == 5000 - 445
+        assert world.balance(ada.card_id) == 5000 + 1000 - 445
         world.verify_ledger()
     finally:
         till.stop()
