@@ -76,12 +76,32 @@ def watch() -> Watch:
 
 
 @pytest.fixture
-def reader(udp_path, watch):
-    r = NfcReader(udp_path, watch.taps.put, on_status=watch.on_status)
-    r.start()
+def make_reader(watch):
+    """Started readers reporting to *watch*, retrying fast; stopped after the test."""
+    readers = []
+
+    def make(path, *, open_frontend=nfc.ContactlessFrontend, retry_s=(0.05, 0.2)):
+        r = NfcReader(
+            path,
+            watch.taps.put,
+            on_status=watch.on_status,
+            retry_s=retry_s,
+            open_frontend=open_frontend,
+        )
+        readers.append(r)
+        r.start()
+        return r
+
+    yield make
+    for r in readers:
+        r.stop()
+
+
+@pytest.fixture
+def reader(make_reader, udp_path, watch):
+    r = make_reader(udp_path)
     watch.wait_status(lambda s: s == "ready")
-    yield r
-    r.stop()
+    return r
 
 
 def reader_threads() -> list[threading.Thread]:
@@ -157,7 +177,9 @@ def test_a_garbled_tag_gives_its_uid_and_the_reader_goes_on(reader, udp_path, wa
 
 
 @pytest.mark.parametrize("path", ["usb:ffff:ffff", "tty:OMNICARD_NO_SUCH_PORT:pn532"])
-def test_a_reader_that_cannot_open_shows_in_the_status_and_is_retried_with_backoff(path, watch):
+def test_a_reader_that_cannot_open_shows_in_the_status_and_is_retried_with_backoff(
+    path, watch, make_reader
+):
     attempts: list[float] = []
     attempted = threading.Semaphore(0)
 
@@ -166,27 +188,19 @@ def test_a_reader_that_cannot_open_shows_in_the_status_and_is_retried_with_backo
         attempted.release()
         return nfc.ContactlessFrontend(p)
 
-    r = NfcReader(
-        path,
-        watch.taps.put,
-        on_status=watch.on_status,
-        retry_s=(0.05, 0.4),
-        open_frontend=open_frontend,
-    )
-    r.start()
-    try:
-        status = watch.wait_status(lambda s: s.startswith("no reader: "))
-        for _ in range(4):
-            assert attempted.acquire(timeout=TAP_WAIT_S)
-        assert r.status == status
-    finally:
-        r.stop()
+    r = make_reader(path, open_frontend=open_frontend, retry_s=(0.05, 0.4))
+    status = watch.wait_status(lambda s: s.startswith("no reader: "))
+    for _ in range(4):
+        assert attempted.acquire(timeout=TAP_WAIT_S)
+    assert r.status == status
+    r.stop()
+
     pauses = [b - a for a, b in zip(attempts, attempts[1:], strict=False)]
     assert pauses[0] >= 0.05 and pauses[2] >= 0.15  # 0.05, 0.1, 0.2: it backs off
     assert r.status == "stopped" and not reader_threads()
 
 
-def test_a_reader_plugged_in_later_is_found_and_reads(udp_path, watch):
+def test_a_reader_plugged_in_later_is_found_and_reads(udp_path, watch, make_reader):
     plugged_in = threading.Event()
 
     def open_frontend(path):
@@ -196,24 +210,15 @@ def test_a_reader_plugged_in_later_is_found_and_reads(udp_path, watch):
             path if plugged_in.is_set() else "tty:OMNICARD_UNPLUGGED:pn532"
         )
 
-    r = NfcReader(
-        udp_path,
-        watch.taps.put,
-        on_status=watch.on_status,
-        retry_s=(0.05, 0.2),
-        open_frontend=open_frontend,
-    )
-    r.start()
-    try:
-        watch.wait_status(lambda s: s == "no reader: No such device")
-        plugged_in.set()
-        watch.wait_status(lambda s: s == "ready")
-        assert sim_tap(udp_path, CARD, timeout_s=TAP_WAIT_S) == watch.next_tap()
-    finally:
-        r.stop()
+    make_reader(udp_path, open_frontend=open_frontend)
+    watch.wait_status(lambda s: s == "no reader: No such device")
+    plugged_in.set()
+    watch.wait_status(lambda s: s == "ready")
+
+    assert sim_tap(udp_path, CARD, timeout_s=TAP_WAIT_S) == watch.next_tap()
 
 
-def test_a_reader_that_fails_in_use_shows_in_the_status_and_is_reopened(watch):
+def test_a_reader_that_fails_in_use_shows_in_the_status_and_is_reopened(watch, make_reader):
     opened = threading.Semaphore(0)
 
     def open_frontend(path):
@@ -222,21 +227,12 @@ def test_a_reader_that_fails_in_use_shows_in_the_status_and_is_reopened(watch):
 
     # nfcpy opens this frontend, but every poll fails in the socket (a broadcast address):
     # the same IOError path as a USB reader pulled out mid-poll.
-    r = NfcReader(
-        "udp:255.255.255.255:54321",
-        watch.taps.put,
-        on_status=watch.on_status,
-        retry_s=(0.05, 0.2),
-        open_frontend=open_frontend,
-    )
-    r.start()
-    try:
-        watch.wait_status(lambda s: s == "no reader: the reader stopped answering")
-        for _ in range(3):
-            assert opened.acquire(timeout=TAP_WAIT_S)
-        assert "ready" in watch.statuses
-    finally:
-        r.stop()
+    make_reader("udp:255.255.255.255:54321", open_frontend=open_frontend)
+    watch.wait_status(lambda s: s == "no reader: the reader stopped answering")
+    for _ in range(3):
+        assert opened.acquire(timeout=TAP_WAIT_S)
+
+    assert "ready" in watch.statuses
 
 
 def test_stop_returns_promptly_while_polling(reader):
