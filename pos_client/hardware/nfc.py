@@ -39,12 +39,11 @@ import nfc.tag
 from pos_client.hardware.type2_tag import Type2TagEmulator, check_uid, ndef_memory
 
 log = logging.getLogger(__name__)
-# The till reports the reader's state in its status line; nfcpy's own INFO lines ("searching
-# for reader", "using ...") and its ERROR on every retry of a missing reader would scribble
-# over the cashier's screen. A handler on each logger keeps Python's last-resort stderr
-# printing away when the till configures no logging; a configured log still gets WARNINGs.
+# The till shows the reader's state in its status line. nfcpy's INFO lines ("searching for
+# reader", "using ...") are noise in the till's log; its WARNINGs and ERRORs stay. nfcpy gives
+# its logger a NullHandler, and so does this module, so that with no logging configured
+# nothing reaches Python's last-resort printing to stderr, over the cashier's screen.
 logging.getLogger("nfc").setLevel(logging.WARNING)
-logging.getLogger("nfc").addHandler(logging.NullHandler())
 log.addHandler(logging.NullHandler())
 
 CARD_NUMBER = re.compile(r"\d{4}(?: ?\d{4}){3}")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import queue
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -25,6 +27,7 @@ from pos_client.hardware.nfc import (
     uid_for_card_number,
 )
 from pos_client.hardware.type2_tag import Type2TagEmulator, ndef_memory, ndef_tlv, tag_memory
+from tests.conftest import ROOT
 
 CARD = "4000001234567899"
 OTHER_CARD = "4000001234567808"
@@ -323,3 +326,32 @@ def test_card_numbers_are_read_only_from_luhn_valid_16_digit_texts():
     assert card_number_in(["400000123456789"]) is None
     assert card_number_in([f"card {CARD}"]) is None
     assert card_number_in([f"omnicard:card:{CARD}"]) is None  # only a Text record's text
+
+
+def test_a_missing_reader_and_a_failing_callback_write_nothing_on_the_cashiers_screen():
+    """With no logging configured, Python prints a library's WARNINGs and ERRORs to stderr,
+    over the till's screen: a till process of its own shows the reader stays quiet."""
+    script = (
+        "import threading\n"
+        "from pos_client.hardware.nfc import NfcReader\n"
+        "seen = threading.Event()\n"
+        "def on_status(status):\n"
+        "    if status.startswith('no reader'):\n"
+        "        seen.set()\n"
+        "        raise RuntimeError('a buggy screen')\n"
+        "r = NfcReader('tty:OMNICARD_NO_SUCH_PORT:pn532', print, retry_s=(0.05, 0.1),\n"
+        "              on_status=on_status)\n"
+        "r.start()\n"
+        "assert seen.wait(5)\n"
+        "r.stop()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "" and done.stderr == ""
