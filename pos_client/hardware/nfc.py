@@ -39,12 +39,11 @@ import nfc.tag
 from pos_client.hardware.type2_tag import Type2TagEmulator, check_uid, ndef_memory
 
 log = logging.getLogger(__name__)
-# The till reports the reader's state in its status line; nfcpy's own INFO lines ("searching
-# for reader", "using ...") and its ERROR on every retry of a missing reader would scribble
-# over the cashier's screen. A handler on each logger keeps Python's last-resort stderr
-# printing away when the till configures no logging; a configured log still gets WARNINGs.
+# The till shows the reader's state in its status line. nfcpy's INFO lines ("searching for
+# reader", "using ...") are noise in the till's log; its WARNINGs and ERRORs stay. nfcpy gives
+# its logger a NullHandler, and so does this module, so that with no logging configured
+# nothing reaches Python's last-resort printing to stderr, over the cashier's screen.
 logging.getLogger("nfc").setLevel(logging.WARNING)
-logging.getLogger("nfc").addHandler(logging.NullHandler())
 log.addHandler(logging.NullHandler())
 
 CARD_NUMBER = re.compile(r"\d{4}(?: ?\d{4}){3}")
@@ -138,9 +137,13 @@ class NfcReader:
     def start(self) -> None:
         if not self.path or self._thread is not None:
             return
-        self._stopping.clear()
+        # A fresh event per run: a thread that outlived stop()'s join must not be woken up
+        # again by the next start().
+        self._stopping = stopping = threading.Event()
         self._set_status("starting")
-        self._thread = threading.Thread(target=self._run, name="nfc-reader", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(stopping,), name="nfc-reader", daemon=True
+        )
         self._thread.start()
 
     def stop(self, timeout_s: float = 2.0) -> None:
@@ -164,22 +167,22 @@ class NfcReader:
             except Exception:
                 log.exception("on_status callback failed")
 
-    def _run(self) -> None:
+    def _run(self, stopping: threading.Event) -> None:
         first_s, most_s = self._retry_s
         pause_s = first_s
-        while not self._stopping.is_set():
+        while not stopping.is_set():
             opened_at = time.monotonic()
-            why = self._session()
+            why = self._session(stopping)
             if why is None:
                 return
             self._set_status(f"no reader: {why}")
             if time.monotonic() - opened_at > most_s:
                 pause_s = first_s  # it worked for a while: this is a new problem
-            if self._stopping.wait(pause_s):
+            if stopping.wait(pause_s):
                 return
             pause_s = min(pause_s * 2, most_s)
 
-    def _session(self) -> str | None:
+    def _session(self, stopping: threading.Event) -> str | None:
         """Opens the reader and polls until stopped (None) or the reader is lost (why)."""
         try:
             clf = self._open_frontend(self.path)
@@ -193,11 +196,11 @@ class NfcReader:
                 "interval": 0.1,
                 "on-connect": self._on_connect,
             }
-            while not self._stopping.is_set():
+            while not stopping.is_set():
                 # Returns after a tag was read and taken away (True), when stopped (None), or
                 # False when the device failed (nfcpy turns an unplugged reader's IOError
                 # into False).
-                if clf.connect(rdwr=rdwr, terminate=self._stopping.is_set) is False:
+                if clf.connect(rdwr=rdwr, terminate=stopping.is_set) is False:
                     return "the reader stopped answering"
             return None
         except Exception as error:
@@ -224,8 +227,10 @@ class NfcReader:
 
 
 def describe(error: BaseException) -> str:
+    """A short reason for the till's status line."""
     text = getattr(error, "strerror", None) or str(error) or type(error).__name__
-    return text.strip()
+    # libusb's "cannot find a suitable libusb-1.0: [every path it tried]" is one example
+    return text.split(": [")[0].strip()[:100]
 
 
 def sim_tap(path: str, value: str, *, timeout_s: float = 10) -> Tap:
@@ -235,6 +240,7 @@ def sim_tap(path: str, value: str, *, timeout_s: float = 10) -> Tap:
     *value* is a 16-digit card number (a tag with a stable UID derived from it and an NDEF
     Text record holding the number) or a 4, 7 or 10 byte UID in hex (a blank formatted tag).
     Raises ValueError for anything else, TimeoutError when no reader read the tag in time.
+    For demos and tests only: nfcpy's udp frontend binds the port on every interface.
     """
     value = value.strip().replace(" ", "")
     if len(value) == 16 and value.isdigit():

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import queue
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -25,6 +27,7 @@ from pos_client.hardware.nfc import (
     uid_for_card_number,
 )
 from pos_client.hardware.type2_tag import Type2TagEmulator, ndef_memory, ndef_tlv, tag_memory
+from tests.conftest import ROOT
 
 CARD = "4000001234567899"
 OTHER_CARD = "4000001234567808"
@@ -76,12 +79,32 @@ def watch() -> Watch:
 
 
 @pytest.fixture
-def reader(udp_path, watch):
-    r = NfcReader(udp_path, watch.taps.put, on_status=watch.on_status)
-    r.start()
+def make_reader(watch):
+    """Started readers reporting to *watch*, retrying fast; stopped after the test."""
+    readers = []
+
+    def make(path, *, open_frontend=nfc.ContactlessFrontend, retry_s=(0.05, 0.2)):
+        r = NfcReader(
+            path,
+            watch.taps.put,
+            on_status=watch.on_status,
+            retry_s=retry_s,
+            open_frontend=open_frontend,
+        )
+        readers.append(r)
+        r.start()
+        return r
+
+    yield make
+    for r in readers:
+        r.stop()
+
+
+@pytest.fixture
+def reader(make_reader, udp_path, watch):
+    r = make_reader(udp_path)
     watch.wait_status(lambda s: s == "ready")
-    yield r
-    r.stop()
+    return r
 
 
 def reader_threads() -> list[threading.Thread]:
@@ -157,7 +180,9 @@ def test_a_garbled_tag_gives_its_uid_and_the_reader_goes_on(reader, udp_path, wa
 
 
 @pytest.mark.parametrize("path", ["usb:ffff:ffff", "tty:OMNICARD_NO_SUCH_PORT:pn532"])
-def test_a_reader_that_cannot_open_shows_in_the_status_and_is_retried_with_backoff(path, watch):
+def test_a_reader_that_cannot_open_shows_in_the_status_and_is_retried_with_backoff(
+    path, watch, make_reader
+):
     attempts: list[float] = []
     attempted = threading.Semaphore(0)
 
@@ -166,27 +191,19 @@ def test_a_reader_that_cannot_open_shows_in_the_status_and_is_retried_with_backo
         attempted.release()
         return nfc.ContactlessFrontend(p)
 
-    r = NfcReader(
-        path,
-        watch.taps.put,
-        on_status=watch.on_status,
-        retry_s=(0.05, 0.4),
-        open_frontend=open_frontend,
-    )
-    r.start()
-    try:
-        status = watch.wait_status(lambda s: s.startswith("no reader: "))
-        for _ in range(4):
-            assert attempted.acquire(timeout=TAP_WAIT_S)
-        assert r.status == status
-    finally:
-        r.stop()
+    r = make_reader(path, open_frontend=open_frontend, retry_s=(0.05, 0.4))
+    status = watch.wait_status(lambda s: s.startswith("no reader: "))
+    for _ in range(4):
+        assert attempted.acquire(timeout=TAP_WAIT_S)
+    assert r.status == status
+    r.stop()
+
     pauses = [b - a for a, b in zip(attempts, attempts[1:], strict=False)]
     assert pauses[0] >= 0.05 and pauses[2] >= 0.15  # 0.05, 0.1, 0.2: it backs off
     assert r.status == "stopped" and not reader_threads()
 
 
-def test_a_reader_plugged_in_later_is_found_and_reads(udp_path, watch):
+def test_a_reader_plugged_in_later_is_found_and_reads(udp_path, watch, make_reader):
     plugged_in = threading.Event()
 
     def open_frontend(path):
@@ -196,24 +213,15 @@ def test_a_reader_plugged_in_later_is_found_and_reads(udp_path, watch):
             path if plugged_in.is_set() else "tty:OMNICARD_UNPLUGGED:pn532"
         )
 
-    r = NfcReader(
-        udp_path,
-        watch.taps.put,
-        on_status=watch.on_status,
-        retry_s=(0.05, 0.2),
-        open_frontend=open_frontend,
-    )
-    r.start()
-    try:
-        watch.wait_status(lambda s: s == "no reader: No such device")
-        plugged_in.set()
-        watch.wait_status(lambda s: s == "ready")
-        assert sim_tap(udp_path, CARD, timeout_s=TAP_WAIT_S) == watch.next_tap()
-    finally:
-        r.stop()
+    make_reader(udp_path, open_frontend=open_frontend)
+    watch.wait_status(lambda s: s == "no reader: No such device")
+    plugged_in.set()
+    watch.wait_status(lambda s: s == "ready")
+
+    assert sim_tap(udp_path, CARD, timeout_s=TAP_WAIT_S) == watch.next_tap()
 
 
-def test_a_reader_that_fails_in_use_shows_in_the_status_and_is_reopened(watch):
+def test_a_reader_that_fails_in_use_shows_in_the_status_and_is_reopened(watch, make_reader):
     opened = threading.Semaphore(0)
 
     def open_frontend(path):
@@ -222,21 +230,12 @@ def test_a_reader_that_fails_in_use_shows_in_the_status_and_is_reopened(watch):
 
     # nfcpy opens this frontend, but every poll fails in the socket (a broadcast address):
     # the same IOError path as a USB reader pulled out mid-poll.
-    r = NfcReader(
-        "udp:255.255.255.255:54321",
-        watch.taps.put,
-        on_status=watch.on_status,
-        retry_s=(0.05, 0.2),
-        open_frontend=open_frontend,
-    )
-    r.start()
-    try:
-        watch.wait_status(lambda s: s == "no reader: the reader stopped answering")
-        for _ in range(3):
-            assert opened.acquire(timeout=TAP_WAIT_S)
-        assert "ready" in watch.statuses
-    finally:
-        r.stop()
+    make_reader("udp:255.255.255.255:54321", open_frontend=open_frontend)
+    watch.wait_status(lambda s: s == "no reader: the reader stopped answering")
+    for _ in range(3):
+        assert opened.acquire(timeout=TAP_WAIT_S)
+
+    assert "ready" in watch.statuses
 
 
 def test_stop_returns_promptly_while_polling(reader):
@@ -327,3 +326,32 @@ def test_card_numbers_are_read_only_from_luhn_valid_16_digit_texts():
     assert card_number_in(["400000123456789"]) is None
     assert card_number_in([f"card {CARD}"]) is None
     assert card_number_in([f"omnicard:card:{CARD}"]) is None  # only a Text record's text
+
+
+def test_a_missing_reader_and_a_failing_callback_write_nothing_on_the_cashiers_screen():
+    """With no logging configured, Python prints a library's WARNINGs and ERRORs to stderr,
+    over the till's screen: a till process of its own shows the reader stays quiet."""
+    script = (
+        "import threading\n"
+        "from pos_client.hardware.nfc import NfcReader\n"
+        "seen = threading.Event()\n"
+        "def on_status(status):\n"
+        "    if status.startswith('no reader'):\n"
+        "        seen.set()\n"
+        "        raise RuntimeError('a buggy screen')\n"
+        "r = NfcReader('tty:OMNICARD_NO_SUCH_PORT:pn532', print, retry_s=(0.05, 0.1),\n"
+        "              on_status=on_status)\n"
+        "r.start()\n"
+        "assert seen.wait(5)\n"
+        "r.stop()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "" and done.stderr == ""
