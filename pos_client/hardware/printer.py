@@ -2,7 +2,8 @@
 
 One layout per document, built as plain :class:`Line` and :class:`Qr` items from the API's
 dicts; the same items become ESC/POS bytes for the printer, plain text for the screen and
-the simulated printer, and a picture for the docs.
+the simulated printer, and a picture for the docs (drawn from the bytes themselves, read
+back by :func:`parse_escpos`).
 
 A print never half-happens silently and never hangs the till. The whole document is built
 into an escpos ``Dummy`` buffer first; only then is the printer opened, asked for its paper
@@ -11,7 +12,10 @@ in one write, and asked again, all within one deadline. Anything that goes wrong
 :class:`PrinterUnavailable` with a reason the cashier can act on; the caller still holds the
 receipt dict and can reprint it. If the connection dies during the write, the printer may
 already have printed the start of the receipt: that part has no cut (the cut is the last
-command), and the reason says to reprint.
+command), and the reason says to reprint. The second status query is what tells a printer
+that took every byte from one that stopped reading: it answers only after the bytes before it.
+USB printers get no status query (escpos reads their answer without a deadline of ours) and
+are bounded by the USB write timeout alone.
 
 Money is formatted for currencies with two decimals (USD as ``$4.45``, others as
 ``4.45 EUR``); a currency with another exponent (JPY) would print wrongly.
