@@ -13,7 +13,8 @@ in one write, and asked again, all within one deadline. Anything that goes wrong
 receipt dict and can reprint it. If the connection dies during the write, the printer may
 already have printed the start of the receipt: that part has no cut (the cut is the last
 command), and the reason says to reprint. The second status query is what tells a printer
-that took every byte from one that stopped reading: it answers only after the bytes before it.
+that took every byte from one that stopped reading: it cannot answer before it has received
+the bytes ahead of the query.
 USB printers get no status query (escpos reads their answer without a deadline of ours) and
 are bounded by the USB write timeout alone.
 
