@@ -279,20 +279,17 @@ def receipt_text(receipt: dict, width: int = 42) -> str:
 
 class _Network(Network):
     """escpos 3.1's Network leaves its socket open when the connection fails (a
-    ResourceWarning per attempt at a till whose printer is off): close it."""
+    ResourceWarning per attempt at a till whose printer is off); create_connection closes
+    it, and takes host names that resolve to IPv6 too."""
 
     def open(self, raise_not_found: bool = True) -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
         try:
-            sock.connect((self.host, self.port))
+            self.device = socket.create_connection((self.host, self.port), self.timeout)
         except OSError as exc:
-            sock.close()
             self.device = None
             raise PrinterUnavailable(
                 f"no printer at network:{self.host}:{self.port}: {_why(exc)}"
             ) from exc
-        self.device = sock
 
 
 class _AppendFile(File):
