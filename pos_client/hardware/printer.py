@@ -2,7 +2,8 @@
 
 One layout per document, built as plain :class:`Line` and :class:`Qr` items from the API's
 dicts; the same items become ESC/POS bytes for the printer, plain text for the screen and
-the simulated printer, and a picture for the docs.
+the simulated printer, and a picture for the docs (drawn from the bytes themselves, read
+back by :func:`parse_escpos`).
 
 A print never half-happens silently and never hangs the till. The whole document is built
 into an escpos ``Dummy`` buffer first; only then is the printer opened, asked for its paper
@@ -11,7 +12,11 @@ in one write, and asked again, all within one deadline. Anything that goes wrong
 :class:`PrinterUnavailable` with a reason the cashier can act on; the caller still holds the
 receipt dict and can reprint it. If the connection dies during the write, the printer may
 already have printed the start of the receipt: that part has no cut (the cut is the last
-command), and the reason says to reprint.
+command), and the reason says to reprint. The second status query is what tells a printer
+that took every byte from one that stopped reading: it cannot answer before it has received
+the bytes ahead of the query.
+USB printers get no status query (escpos reads their answer without a deadline of ours) and
+are bounded by the USB write timeout alone.
 
 Money is formatted for currencies with two decimals (USD as ``$4.45``, others as
 ``4.45 EUR``); a currency with another exponent (JPY) would print wrongly.
@@ -29,11 +34,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import qrcode
 import serial
 from escpos.constants import RT_MASK_LOWPAPER, RT_MASK_NOPAPER, RT_STATUS_PAPER
 from escpos.escpos import Escpos
 from escpos.exceptions import Error as EscposError
 from escpos.printer import Dummy, File, Network, Serial, Usb
+from PIL import Image, ImageDraw, ImageFont
 
 DEFAULT_PROFILE = "TM-T88V"
 #: Budget for a whole print, connect to last byte: the cashier waits at most this long.
@@ -272,20 +279,17 @@ def receipt_text(receipt: dict, width: int = 42) -> str:
 
 class _Network(Network):
     """escpos 3.1's Network leaves its socket open when the connection fails (a
-    ResourceWarning per attempt at a till whose printer is off): close it."""
+    ResourceWarning per attempt at a till whose printer is off); create_connection closes
+    it, and takes host names that resolve to IPv6 too."""
 
     def open(self, raise_not_found: bool = True) -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
         try:
-            sock.connect((self.host, self.port))
+            self.device = socket.create_connection((self.host, self.port), self.timeout)
         except OSError as exc:
-            sock.close()
             self.device = None
             raise PrinterUnavailable(
                 f"no printer at network:{self.host}:{self.port}: {_why(exc)}"
             ) from exc
-        self.device = sock
 
 
 class _AppendFile(File):
@@ -496,50 +500,143 @@ def _why(exc: BaseException) -> str:
     return " ".join(text.split()) if text else type(exc).__name__
 
 
+# --- reading the bytes back --------------------------------------------------------
+
+ESC, GS, LF = 0x1B, 0x1D, 0x0A
+#: The commands layout_escpos sends that take one parameter byte, by (prefix, command).
+_ONE_BYTE_COMMANDS = {(ESC, ord(c)) for c in "!{E-MatdJ"} | {(GS, ord(c)) for c in "bB!"}
+
+
+def parse_escpos(data: bytes, profile: str = DEFAULT_PROFILE) -> list[list[Item]]:
+    """What a printer prints from bytes this module sent: one list of items per cut-off
+    document (and the unfinished rest, if the bytes stop before a cut).
+
+    It knows the commands :func:`layout_escpos` uses (python-escpos' text styles, code pages,
+    native QR, feed, cut); anything else raises ``ValueError``. It lets a test or the docs'
+    picture read what actually went to the paper.
+    """
+    code_pages = Dummy(profile=profile).profile.profile_data["codePages"]
+    documents: list[list[Item]] = []
+    items: list[Item] = []
+    pieces: list[str] = []  # the line so far, decoded up to the last code page change
+    raw = bytearray()  # ... and the rest of it, in the current code page
+    style = {"bold": False, "center": False, "tall": False}
+    codec = "cp437"
+    qr_data = ""
+    after_qr = False
+
+    def decode() -> None:
+        pieces.append(raw.decode(codec, "replace"))
+        raw.clear()
+
+    def end_line() -> None:
+        nonlocal after_qr
+        decode()
+        line = "".join(pieces)
+        pieces.clear()
+        if not (after_qr and not line):  # else: the feed that ends the QR symbol's line
+            items.append(Line(line, **style))
+        after_qr = False
+
+    i = 0
+    while i < len(data):
+        byte, command = data[i], data[i + 1] if i + 1 < len(data) else None
+        if byte == LF:
+            end_line()
+            i += 1
+        elif (byte, command) in _ONE_BYTE_COMMANDS and i + 2 < len(data):
+            n = data[i + 2]
+            i += 3
+            match chr(byte), chr(command):
+                case "\x1b", "!":
+                    style.update(bold=bool(n & 0x08), tall=bool(n & 0x10))
+                case "\x1b", "E":
+                    style["bold"] = bool(n)
+                case "\x1b", "a":
+                    style["center"] = n == 1
+                case "\x1d", "!":
+                    style["tall"] = bool(n & 0x0F)
+                case "\x1b", "t":
+                    decode()
+                    codec = _python_codec(code_pages.get(str(n)))
+                case "\x1b", "d":
+                    if pieces or raw:
+                        end_line()
+                    items.extend(Line(**style) for _ in range(n))
+        elif byte == GS and data[i + 1 : i + 3] == b"(k" and i + 5 <= len(data):
+            size = data[i + 3] | data[i + 4] << 8
+            body = data[i + 5 : i + 5 + size]
+            i += 5 + size
+            if body[:3] == b"1P0":
+                qr_data = body[3:].decode("utf-8")
+            elif body[:3] == b"1Q0":
+                items.append(Qr(qr_data))
+                after_qr = True
+        elif byte == GS and command == ord("V"):
+            i += 4 if data[i + 2 : i + 3] in (b"A", b"B") else 3
+            if pieces or raw:
+                end_line()
+            documents.append(items)
+            items = []
+        elif byte < 0x20:
+            if i + 3 >= len(data):
+                break  # a command cut off with the connection: nothing more was printed
+            raise ValueError(f"unknown printer command 0x{byte:02X} at byte {i}")
+        else:
+            raw.append(byte)
+            i += 1
+    if pieces or raw:
+        end_line()
+    if items:
+        documents.append(items)
+    return documents
+
+
+def _python_codec(page: str | None) -> str:
+    from escpos.codepages import CodePages
+
+    try:
+        return CodePages.get_encoding(page)["python_encode"]
+    except (KeyError, TypeError):
+        raise ValueError(f"printer code page {page!r} has no Python codec") from None
+
+
 # --- a picture of the printed receipt, for the docs -----------------------------------
 
 _FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
 
 
 def render_receipt_png(
-    receipt: dict, path: str | os.PathLike, *, profile: str = DEFAULT_PROFILE
+    receipt_or_bytes: dict | bytes, path: str | os.PathLike, *, profile: str = DEFAULT_PROFILE
 ) -> None:
-    """Draw the receipt as the printer prints it (same layout, paper width in dots)."""
-    import qrcode
-    from PIL import Image, ImageDraw, ImageFont
-
+    """Draw what the printer prints, at the paper's width in dots: from the bytes sent to it
+    (each cut-off document in turn), or from a receipt dict by way of those same bytes."""
+    data = receipt_or_bytes
+    if isinstance(data, dict):
+        data = layout_escpos(receipt_layout(data, profile_columns(profile)), profile)
+    documents = parse_escpos(bytes(data), profile)
     width = profile_columns(profile)
     paper_px = Dummy(profile=profile).profile.profile_data["media"]["width"]["pixels"]
     margin = 16
-    size = 10
-    fonts = {}
-    for bold, name in ((False, "DejaVuSansMono.ttf"), (True, "DejaVuSansMono-Bold.ttf")):
-        try:
-            fonts[bold] = ImageFont.truetype(str(_FONT_DIR / name), size)
-        except OSError:
-            fonts[bold] = ImageFont.load_default(size)
-    # The largest size at which a full line fits across the paper.
-    while fonts[False].getlength("M" * width) < paper_px - 2 * margin:
-        size += 1
-        for bold in fonts:
-            fonts[bold] = fonts[bold].font_variant(size=size)
-    size -= 1
-    fonts = {bold: font.font_variant(size=size) for bold, font in fonts.items()}
-    line_px = int(size * 1.35)
+    fonts = _fonts(width, paper_px - 2 * margin)
+    line_px = int(fonts[False].size * 1.35)
 
     parts: list[Image.Image] = []
-    for item in receipt_layout(receipt, width):
-        if isinstance(item, Qr):
-            code = qrcode.QRCode(border=2, box_size=QR_MODULE_DOTS)
-            code.add_data(item.data)
-            parts.append(code.make_image().get_image().convert("L"))
-            continue
-        text = item.text.center(width) if item.center else item.text
-        strip = Image.new("L", (paper_px - 2 * margin, line_px), 255)
-        ImageDraw.Draw(strip).text((0, 0), text, font=fonts[item.bold], fill=0)
-        if item.tall:
-            strip = strip.resize((strip.width, strip.height * 2))
-        parts.append(strip)
+    for number, items in enumerate(documents):
+        if number:
+            parts.append(_cut_mark(paper_px - 2 * margin, line_px))
+        for item in items:
+            if isinstance(item, Qr):
+                code = qrcode.QRCode(border=2, box_size=QR_MODULE_DOTS)
+                code.add_data(item.data)
+                parts.append(code.make_image().get_image().convert("L"))
+                continue
+            text = item.text.center(width) if item.center else item.text
+            strip = Image.new("L", (paper_px - 2 * margin, line_px), 255)
+            ImageDraw.Draw(strip).text((0, 0), text, font=fonts[item.bold], fill=0)
+            if item.tall:
+                strip = strip.resize((strip.width, strip.height * 2))
+            parts.append(strip)
 
     height = sum(part.height for part in parts) + 2 * margin
     paper = Image.new("L", (paper_px, height), 255)
@@ -549,3 +646,25 @@ def render_receipt_png(
         paper.paste(part, (x, y))
         y += part.height
     paper.save(path)
+
+
+def _fonts(columns: int, width_px: int) -> dict[bool, ImageFont.FreeTypeFont]:
+    """Regular and bold monospaced fonts at the largest size that fits ``columns`` across."""
+    fonts = {}
+    for bold, name in ((False, "DejaVuSansMono.ttf"), (True, "DejaVuSansMono-Bold.ttf")):
+        try:
+            fonts[bold] = ImageFont.truetype(str(_FONT_DIR / name), 10)
+        except OSError:
+            fonts[bold] = ImageFont.load_default(10)
+    size = 10
+    while fonts[False].font_variant(size=size + 1).getlength("M" * columns) <= width_px:
+        size += 1
+    return {bold: font.font_variant(size=size) for bold, font in fonts.items()}
+
+
+def _cut_mark(width_px: int, height_px: int) -> Image.Image:
+    mark = Image.new("L", (width_px, height_px), 255)
+    draw = ImageDraw.Draw(mark)
+    for x in range(0, width_px, 12):
+        draw.line((x, height_px // 2, x + 6, height_px // 2), fill=128)
+    return mark
