@@ -25,6 +25,7 @@ from app.ledger.models import LedgerTransaction
 from app.offline.models import OfflineAllowance, OfflineRefusal
 from app.sales.models import Sale
 from tests.conftest import Api, World
+from tests.snapshot import snapshot
 
 PRICE = 450
 
@@ -115,7 +116,18 @@ def replay(api, till, token, *, lattes=1, card_part=None, made_at=None, customer
     }
     if customer is not None:
         body["customer"] = customer
-    return api.post("/v1/sales", token=till.token, json=body, **kw)
+    if not (kw.get("refusal_writes") and api.db is not None):
+        return api.post("/v1/sales", token=till.token, json=body, **kw)
+    # A refused replay writes its refusal down, and nothing else.
+    before = snapshot(api.db, leave_out=RECORDED)
+    response = api.post("/v1/sales", token=till.token, json=body, **kw)
+    if 400 <= response.status_code < 500:
+        assert snapshot(api.db, leave_out=RECORDED) == before, response.json
+    return response
+
+
+#: What a refused offline sale writes: its refusal (and no other table).
+RECORDED = frozenset({"offline_refusals"})
 
 
 def card_of(api, holder) -> dict:
