@@ -15,7 +15,7 @@ from app.cards.services import issue_batch
 from app.core.db import database
 from app.ledger import services as ledger
 from app.payments.models import TopUp
-from tests.conftest import Api, World
+from tests.conftest import Api, World, sign_in_tills
 
 
 def usd(amount: int) -> dict:
@@ -248,16 +248,7 @@ def test_one_gift_card_sold_at_two_tills_at_once_is_sold_and_loaded_once(app, co
             ((card, _code),) = issue_batch(s, staff_id=admin_id, size=1)
         number, card_id = card.number, card.id
         s.commit()
-    tills = []
-    for (_device, secret), cashier in zip(devices, cashiers, strict=True):
-        signed_in = api.post(
-            "/v1/pos/sessions",
-            token=secret,
-            json={"staff_code": cashier.staff_code, "pin": "1357"},
-            key=None,
-        )
-        assert signed_in.status_code == 201, signed_in.json
-        tills.append(signed_in.json["token"])
+    tills = sign_in_tills(api, devices, cashiers)
     start = threading.Barrier(len(tills))
 
     def sell_at(till):

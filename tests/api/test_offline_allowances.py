@@ -24,7 +24,7 @@ from app.ledger import services as ledger
 from app.ledger.models import LedgerTransaction
 from app.offline.models import OfflineAllowance, OfflineRefusal
 from app.sales.models import Sale
-from tests.conftest import Api, World
+from tests.conftest import Api, World, sign_in_tills
 from tests.snapshot import snapshot
 
 PRICE = 450
@@ -538,16 +538,8 @@ def live(app, committed) -> Live:
         cashiers = [world.staff("cashier", store=store, pin="1357") for _ in range(3)]
         world.product(sku="OFF-LATTE", price=PRICE, name="Latte")
         s.commit()
-    tills = []
-    for (device, secret), cashier in zip(devices, cashiers, strict=True):
-        signed_in = api.post(
-            "/v1/pos/sessions",
-            token=secret,
-            json={"staff_code": cashier.staff_code, "pin": "1357"},
-            key=None,
-        )
-        assert signed_in.status_code == 201, signed_in.json
-        tills.append(Till(device.id, signed_in.json["token"]))
+    tokens = sign_in_tills(api, devices, cashiers)
+    tills = [Till(device.id, token) for (device, _), token in zip(devices, tokens, strict=True)]
     token, me = world.shopper("Ada Lovelace")  # through the API only: no session open here
     world.load(me["cards"][0]["id"], 3_000, tills[0].token)
     with database(app).sessions() as s:
