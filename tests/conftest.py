@@ -222,6 +222,22 @@ class Api:
         return self.call("DELETE", path, **kw)
 
 
+def sign_in_tills(api: Api, devices, cashiers, pin: str = "1357") -> list[str]:
+    """Sign each cashier in at its till (``devices``: (device, secret) pairs) through the API:
+    their session tokens. For tests whose world was committed first, with no session open."""
+    tokens = []
+    for (_device, secret), cashier in zip(devices, cashiers, strict=True):
+        signed_in = api.post(
+            "/v1/pos/sessions",
+            token=secret,
+            json={"staff_code": cashier.staff_code, "pin": pin},
+            key=None,
+        )
+        assert signed_in.status_code == 201, signed_in.json
+        tokens.append(signed_in.json["token"])
+    return tokens
+
+
 @pytest.fixture
 def api(client, db):
     return Api(client, db)

@@ -339,7 +339,8 @@ def sell_gift_card(
         where = Card.nfc_uid == normalised if normalised else None
     else:
         where = Card.number == card_number
-    card = s.scalar(select(Card).where(where).with_for_update()) if where is not None else None
+    locked = select(Card).where(where).with_for_update(key_share=True)  # see app.offline
+    card = s.scalar(locked) if where is not None else None
     if card is None:
         raise CustomerNotIdentified()
     if card.kind != "physical":

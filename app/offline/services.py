@@ -45,6 +45,8 @@ from app.offline.models import OfflineAllowance, OfflineRefusal
 
 #: A till's clock may run this far ahead of the server's.
 CLOCK_SKEW = timedelta(minutes=1)
+#: A card's row lock that rows referring to the card do not wait for (FOR NO KEY UPDATE).
+CARD_LOCK = {"key_share": True}
 #: How long after its expiry an allowance waits for late replays before it is released.
 RELEASE_GRACE = timedelta(hours=24)
 
@@ -123,7 +125,10 @@ def grant(
     wanted = most if amount is None else min(amount, most)
     found, _ = cards.identify(s, looking=True, **presented)
     # The card's row lock: one card's allowances are granted one at a time, whichever till.
-    card = s.get(Card, found.id, with_for_update=True, populate_existing=True)
+    # FOR NO KEY UPDATE, as any row lock on a card must be: a sale of the card, holding its
+    # account's lock, still writes its row referring to the card (FOR KEY SHARE) and finishes,
+    # rather than each waiting for the other.
+    card = s.get(Card, found.id, with_for_update=CARD_LOCK, populate_existing=True)
     cards.require_active(card)
     live = s.scalar(
         select(OfflineAllowance)
@@ -184,7 +189,7 @@ def release(s: Session, allowance: OfflineAllowance, *, actor: str) -> OfflineAl
     if allowance.status == "released":
         return allowance
     left = allowance.left_minor
-    card = s.get(Card, allowance.card_id, with_for_update=True, populate_existing=True)
+    card = s.get(Card, allowance.card_id, with_for_update=CARD_LOCK, populate_existing=True)
     if left:
         target = _money_home(s, card)
         _move(s, allowance, left, card=target, held=card.held_account_id, release=True,

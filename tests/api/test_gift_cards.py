@@ -4,11 +4,18 @@ card, sold or not, with its holder's first name and Stars."""
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from sqlalchemy import select
 
 from app.cards.models import Card
+from app.cards.services import issue_batch
+from app.core.db import database
+from app.ledger import services as ledger
 from app.payments.models import TopUp
+from tests.conftest import Api, World, sign_in_tills
 
 
 def usd(amount: int) -> dict:
@@ -223,3 +230,39 @@ def test_an_unknown_pay_code_is_refused_at_look_up(api, till):
     response = api.post("/v1/pos/lookups", token=till, json={"pay_code": "123456789012"}, key=None)
     assert response.status_code == 422
     assert response.json["error"]["code"] == "pay_code_invalid"
+
+
+# --- on PostgreSQL, at once -------------------------------------------------------------------
+
+
+@pytest.mark.concurrent
+def test_one_gift_card_sold_at_two_tills_at_once_is_sold_and_loaded_once(app, committed):
+    api = Api(app.test_client())  # no ``db`` fixture: every request commits for real
+    with database(app).sessions() as s:
+        world = World(app, s, api)
+        store = world.store()
+        devices = [world.device(store, "pos") for _ in range(4)]
+        cashiers = [world.staff("cashier", store=store, pin="1357") for _ in range(4)]
+        admin_id = world.staff("admin").id
+        with app.app_context():
+            ((card, _code),) = issue_batch(s, staff_id=admin_id, size=1)
+        number, card_id = card.number, card.id
+        s.commit()
+    tills = sign_in_tills(api, devices, cashiers)
+    start = threading.Barrier(len(tills))
+
+    def sell_at(till):
+        client = Api(app.test_client())
+        start.wait()
+        return sell(client, till, number, 2_000)
+
+    with ThreadPoolExecutor(len(tills)) as pool:
+        answers = list(pool.map(sell_at, tills))
+
+    assert sorted(a.status_code for a in answers) == [201, 409, 409, 409]
+    assert {a.json["error"]["code"] for a in answers if a.status_code == 409} == {
+        "card_already_sold"
+    }
+    with database(app).sessions() as s:
+        assert ledger.balance_of(s, s.get(Card, card_id).account_id) == 2_000
+        assert len(s.scalars(select(TopUp).where(TopUp.card_id == card_id)).all()) == 1

@@ -19,11 +19,13 @@ from sqlalchemy import func, select
 
 from app.cards.models import Card
 from app.core.db import database
+from app.events.models import OutboxEntry
 from app.ledger import services as ledger
 from app.ledger.models import LedgerTransaction
 from app.offline.models import OfflineAllowance, OfflineRefusal
 from app.sales.models import Sale
-from tests.conftest import Api, World
+from tests.conftest import Api, World, sign_in_tills
+from tests.snapshot import snapshot
 
 PRICE = 450
 
@@ -114,7 +116,18 @@ def replay(api, till, token, *, lattes=1, card_part=None, made_at=None, customer
     }
     if customer is not None:
         body["customer"] = customer
-    return api.post("/v1/sales", token=till.token, json=body, **kw)
+    if not (kw.get("refusal_writes") and api.db is not None):
+        return api.post("/v1/sales", token=till.token, json=body, **kw)
+    # A refused replay writes its refusal down, and nothing else.
+    before = snapshot(api.db, leave_out=RECORDED)
+    response = api.post("/v1/sales", token=till.token, json=body, **kw)
+    if 400 <= response.status_code < 500:
+        assert snapshot(api.db, leave_out=RECORDED) == before, response.json
+    return response
+
+
+#: What a refused offline sale writes: its refusal (and no other table).
+RECORDED = frozenset({"offline_refusals"})
 
 
 def card_of(api, holder) -> dict:
@@ -525,16 +538,8 @@ def live(app, committed) -> Live:
         cashiers = [world.staff("cashier", store=store, pin="1357") for _ in range(3)]
         world.product(sku="OFF-LATTE", price=PRICE, name="Latte")
         s.commit()
-    tills = []
-    for (device, secret), cashier in zip(devices, cashiers, strict=True):
-        signed_in = api.post(
-            "/v1/pos/sessions",
-            token=secret,
-            json={"staff_code": cashier.staff_code, "pin": "1357"},
-            key=None,
-        )
-        assert signed_in.status_code == 201, signed_in.json
-        tills.append(Till(device.id, signed_in.json["token"]))
+    tokens = sign_in_tills(api, devices, cashiers)
+    tills = [Till(device.id, token) for (device, _), token in zip(devices, tokens, strict=True)]
     token, me = world.shopper("Ada Lovelace")  # through the API only: no session open here
     world.load(me["cards"][0]["id"], 3_000, tills[0].token)
     with database(app).sessions() as s:
@@ -574,12 +579,13 @@ def test_an_allowance_racing_an_online_sale_of_the_card_never_overdraws(live):
             lambda: live.client().post("/v1/sales", token=second.token, json=spend),
             lambda: ask(live.client(), first, holder.number),
         ])  # fmt: skip
+        # Whichever comes first, the card has something left to set aside: always granted.
+        assert allowance.status_code == 201, allowance.json
         held, balance = held_and_balance(live)
         assert balance >= 0 and held >= 0
         assert held + balance + PRICE * 2 * (sale.status_code == 201) <= 3_000
-        if allowance.status_code == 201:
-            assert allowance.json["amount"]["amount"] == held
-            release(live.api, first, allowance.json["id"])
+        assert allowance.json["amount"]["amount"] == held
+        release(live.api, first, allowance.json["id"])
     with live.session() as s:
         sold = s.scalar(select(func.count()).select_from(Sale))
     assert sold * 2 * PRICE + sum(held_and_balance(live)) == 3_000
@@ -638,3 +644,25 @@ def test_offline_sales_from_one_allowance_at_once_never_take_more_than_it_holds(
     assert held_and_balance(live) == (1_000 - 2 * PRICE, 2_000)
     with live.session() as s:
         assert s.scalar(select(func.count()).select_from(OfflineRefusal)) == 2
+
+
+def test_holds_and_releases_keep_the_ledger_verifying_and_tell_the_shopper(
+    api, app, db, till, holder, latte
+):
+    allowance = granted(api, till, holder.number)
+    assert replay(api, till, allowance["token"]).status_code == 201
+    assert release(api, till, allowance["id"]).status_code == 200
+    result = app.test_cli_runner().invoke(args=["ledger", "verify"])
+    assert result.exit_code == 0, result.output
+    assert "ledger OK" in result.output
+    changed = [
+        (event["payload"]["reason"], event["payload"]["balance"]["amount"])
+        for entry in db.scalars(select(OutboxEntry).order_by(OutboxEntry.id))
+        for event in entry.events
+        if event["type"] == "card.balance_changed" and event["card_id"] == holder.card_id
+    ]
+    assert changed[-3:] == [
+        ("offline_hold", 2_500),
+        ("sale", 2_500),  # from the hold: the card's own balance is as it was
+        ("offline_release", 5_000 - PRICE),
+    ]

@@ -22,7 +22,7 @@ from app.ledger import services as ledger
 from app.ledger.models import LedgerTransaction, Posting
 from app.ledger.rules import Leg
 from app.sales.models import Refund, Sale
-from tests.conftest import Api, World
+from tests.conftest import Api, World, sign_in_tills
 
 
 @dataclass(frozen=True)
@@ -961,16 +961,8 @@ def live(app, committed) -> Live:
         cashiers = [world.staff("cashier", store=store, pin="1357") for _ in range(2)]
         world.product(sku="LATTE", price=450, name="Latte")
         s.commit()
-    tills = []
-    for (device, secret), cashier in zip(devices, cashiers, strict=True):
-        signed_in = api.post(
-            "/v1/pos/sessions",
-            token=secret,
-            json={"staff_code": cashier.staff_code, "pin": "1357"},
-            key=None,
-        )
-        assert signed_in.status_code == 201, signed_in.json
-        tills.append(Till(store, device, signed_in.json["token"]))
+    tokens = sign_in_tills(api, devices, cashiers)
+    tills = [Till(store, device, token) for (device, _), token in zip(devices, tokens, strict=True)]
     signup = api.post(
         "/v1/auth/signup",
         json={"email": "race@example.test", "password": "a long password", "name": "Race"},
