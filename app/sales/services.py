@@ -69,11 +69,11 @@ def make_sale(
     lines: list[tuple[str, int]],
     tenders: list[tuple[str, int]],
     given: list[int | None] | None = None,
-    offline: bool = False,
+    offline: dict | None = None,
 ) -> SaleOutcome:
     """``given``: for each tender, the cash the shopper handed over when it was more than the
-    tender's amount (None: exact). ``offline``: rung up at a till that could not reach us,
-    sent now (its receipt says so).
+    tender's amount (None: exact). ``offline``: the request's ``offline`` part, for a sale
+    rung up at a till that could not reach us and sent now (its receipt says so).
 
     Raises UnknownSku, CurrencyMismatch, NothingToPay, TendersDoNotMatchTotal, CashGivenShort,
     CardRequired, CustomerNotIdentified, PayCodeInvalid, CardFrozen, NfcLimitExceeded,
@@ -177,7 +177,12 @@ def make_sale(
         after = cards.card_balance(s, card)
     before = after + from_card if after is not None else None
     receipt = receipts.for_sale(
-        s, sale, card=card, card_balance_after=after, balances=posted.balances, offline=offline
+        s,
+        sale,
+        card=card,
+        card_balance_after=after,
+        balances=posted.balances,
+        offline=offline is not None,
     )
 
     if card is not None:
