@@ -146,6 +146,9 @@ class Outbox:
         os.close(fd)
         self.claim_s = claim_s
         self._lock = threading.RLock()
+        #: Requests this process is sending now (its threads share one pid: the claim in the
+        #: file tells other processes, this tells the other threads).
+        self._in_flight: set[int] = set()
         self._db = sqlite3.connect(
             self.path, timeout=10, check_same_thread=False, isolation_level=None
         )
@@ -190,6 +193,8 @@ class Outbox:
                  json.dumps(local) if local is not None else None,
                  time.time() + self.claim_s if claim else 0, os.getpid()),
             )  # fmt: skip
+            if claim:
+                self._in_flight.add(cur.lastrowid)
             return self._get(db, cur.lastrowid)
 
     def get(self, entry_id: int) -> Entry:
@@ -218,6 +223,7 @@ class Outbox:
                    allowance_use: tuple[int, int] | None = None) -> Entry:  # fmt: skip
         """A request that never reached the server becomes an offline one (its body gains the
         offline marker; safe because the server has never seen this key)."""
+        self._in_flight.discard(entry_id)
         with self._tx() as db:
             if allowance_use is not None:
                 allowance_id, amount = allowance_use
@@ -236,6 +242,7 @@ class Outbox:
             return self._get(db, entry_id)
 
     def answered(self, entry_id: int, status: int, response: dict | None) -> Entry:
+        self._in_flight.discard(entry_id)
         with self._tx() as db:
             db.execute(
                 "UPDATE requests SET state = 'done', status = ?, response = ?, answered_at = ?, "
@@ -247,6 +254,7 @@ class Outbox:
     def refused(self, entry_id: int, status: int, error: dict, *, replayed: bool) -> Entry:
         """The API refused it: kept, and shown in the queue if it was refused on replay (the
         cashier who made it has moved on); refused at once, the cashier saw it then."""
+        self._in_flight.discard(entry_id)
         with self._tx() as db:
             db.execute(
                 "UPDATE requests SET state = ?, status = ?, last_error = ?, "
@@ -258,6 +266,7 @@ class Outbox:
 
     def cancel(self, entry_id: int, reason: str) -> None:
         """The request never reached the server and will not be sent (the cashier was told)."""
+        self._in_flight.discard(entry_id)
         with self._tx() as db:
             db.execute(
                 "UPDATE requests SET state = 'cancelled', last_error = ?, claimed_until = 0 "
@@ -267,6 +276,7 @@ class Outbox:
 
     def failed_attempt(self, entry_id: int, error: dict) -> None:
         """Still pending (no answer, or the server could not decide): note why, free it."""
+        self._in_flight.discard(entry_id)
         with self._tx() as db:
             db.execute(
                 "UPDATE requests SET last_error = ?, claimed_until = 0 WHERE id = ?",
@@ -282,15 +292,19 @@ class Outbox:
             ).fetchone()
             if row is None:
                 return None
-            if row[1] > time.time() and row[2] != os.getpid() and _alive(row[2]):
+            if row[0] in self._in_flight:
                 return None  # in order: never pass the oldest while someone sends it
+            if row[1] > time.time() and row[2] != os.getpid() and _alive(row[2]):
+                return None
             db.execute(
                 "UPDATE requests SET claimed_until = ?, claimed_pid = ? WHERE id = ?",
                 (time.time() + self.claim_s, os.getpid(), row[0]),
             )
+            self._in_flight.add(row[0])
             return self._get(db, row[0])
 
     def release(self, entry_id: int) -> None:
+        self._in_flight.discard(entry_id)
         with self._tx() as db:
             db.execute("UPDATE requests SET claimed_until = 0 WHERE id = ?", (entry_id,))
 

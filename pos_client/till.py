@@ -172,7 +172,7 @@ class Till:
         config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.outbox = Outbox(config.outbox_path, claim_s=config.read_timeout_s + 5)
         self._lock = threading.RLock()
-        self._send_lock = threading.Lock()
+        self._drain_lock = threading.Lock()
         self.cashier: dict | None = None
         self.shift: dict | None = None
         self.session: dict | None = None
@@ -1003,6 +1003,10 @@ class Till:
     def drain(self) -> dict:
         """Send what waits in the outbox, oldest first, until it is empty or the API stops
         answering. Returns how many were sent, refused, and are left."""
+        with self._drain_lock:
+            return self._drain()
+
+    def _drain(self) -> dict:
         sent = refused = 0
         while True:
             entry = self.outbox.claim_next()
