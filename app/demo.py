@@ -146,6 +146,14 @@ def build_demo(base_url: str) -> dict:
     pike, union = tills["pike-place"], tills["union-square"]
     gift = cards.issue_batch(s, staff_id=admin.id, size=3, note="Demo gift cards")
     info["gift_cards"] = [{"number": c.number, "security_code": code} for c, code in gift]
+    # Gift cards 0 and 1 sold at Union Square's till; 2 stays in the box, for the till demo.
+    for n, (physical, _code) in enumerate(gift[:2]):
+        cards.sell_gift_card(s, card_number=physical.number)
+        payments.top_up_at_till(
+            s, card=physical, amount=2_500, tender="cash", store=s.get(Store, union.store_id),
+            device_id=union.device_id, principal=union, idempotency_key=f"demo-gift-sale-{n}",
+        )  # fmt: skip
+        info["gift_cards"][n]["sold"] = True
     for n, (email, name) in enumerate(SHOPPERS):
         token, customer = customers.sign_up(s, email=email, password=SHOPPER_PASSWORD, name=name)
         card = cards.cards_of(s, customer.id)[0]
@@ -171,10 +179,6 @@ def build_demo(base_url: str) -> dict:
             cards.register_card(
                 s, customer_id=customer.id, number=physical.number, security_code=code,
                 client_ip="demo",
-            )  # fmt: skip
-            payments.top_up_at_till(
-                s, card=physical, amount=2_500, tender="cash", store=s.get(Store, union.store_id),
-                device_id=union.device_id, principal=union, idempotency_key="demo-gift-load",
             )  # fmt: skip
             info["gift_cards"][0]["registered_to"] = email
         info["shoppers"].append({

@@ -9,8 +9,10 @@ from app.core.throttle import FailedAttempt
 from app.customers.models import Customer
 from app.events.models import Event, OutboxEntry
 from app.ledger.models import Account, BalanceShard, LedgerTransaction, Posting
+from app.offline.models import OfflineAllowance, OfflineRefusal
 from app.payments.models import TopUp
-from app.sales.models import Refund, Sale, SaleLine, SaleTender
+from app.sales.models import Receipt, Refund, Sale, SaleLine, SaleTender
+from app.shifts.models import Shift
 from app.stores.models import Device, Store
 from app.webhooks.models import Webhook, WebhookAttempt, WebhookDelivery
 
@@ -29,15 +31,19 @@ __all__ = [
     "FailedAttempt",
     "IdempotencyRecord",
     "LedgerTransaction",
+    "OfflineAllowance",
+    "OfflineRefusal",
     "OutboxEntry",
     "PayCode",
     "Posting",
     "Product",
     "ProductTag",
+    "Receipt",
     "Refund",
     "Sale",
     "SaleLine",
     "SaleTender",
+    "Shift",
     "Staff",
     "Store",
     "TopUp",

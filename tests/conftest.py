@@ -222,6 +222,22 @@ class Api:
         return self.call("DELETE", path, **kw)
 
 
+def sign_in_tills(api: Api, devices, cashiers, pin: str = "1357") -> list[str]:
+    """Sign each cashier in at its till (``devices``: (device, secret) pairs) through the API:
+    their session tokens. For tests whose world was committed first, with no session open."""
+    tokens = []
+    for (_device, secret), cashier in zip(devices, cashiers, strict=True):
+        signed_in = api.post(
+            "/v1/pos/sessions",
+            token=secret,
+            json={"staff_code": cashier.staff_code, "pin": pin},
+            key=None,
+        )
+        assert signed_in.status_code == 201, signed_in.json
+        tokens.append(signed_in.json["token"])
+    return tokens
+
+
 @pytest.fixture
 def api(client, db):
     return Api(client, db)
@@ -321,6 +337,17 @@ class World:
             price_minor=price,
             **fields,
         )
+
+    def sell_gift_card(self, number, amount, cashier_token, tender="cash"):
+        """Sell a gift card from a batch at the till (it starts inactive): the answer's body."""
+        response = self.api.post(
+            "/v1/pos/gift-cards",
+            token=cashier_token,
+            json={"card": {"card_number": number}, "amount": {"amount": amount, "currency": "USD"},
+                  "tender": tender},
+        )  # fmt: skip
+        assert response.status_code == 201, response.json
+        return response.json
 
     def load(self, card_id, amount, cashier_token, tender="cash"):
         """Load a card at the till."""

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from app.cards.services import issue_card
+from app.cards.models import Card
+from app.cards.services import issue_batch, issue_card
 from app.ledger.models import LedgerTransaction
 from app.payments.models import TopUp
 from app.sales.models import Refund, Sale
@@ -298,6 +299,17 @@ TILL_AND_ADMIN_REQUESTS = {
     "open-store": ("POST", "/v1/admin/stores", {"code": "rogue", "name": "Rogue"}),
     "register-device": ("POST", "/v1/admin/devices", {"kind": "pos", "name": "T", "store_id": 0}),
     "issue-card-batch": ("POST", "/v1/admin/card-batches", {"size": 1}),
+    "sell-gift-card": (
+        "POST",
+        "/v1/pos/gift-cards",
+        {"card": {"card_number": "1234567890123456"}, "amount": usd(1000), "tender": "cash"},
+    ),
+    "ask-offline-allowance": (
+        "POST",
+        "/v1/pos/offline-allowances",
+        {"card": {"card_number": "1234567890123456"}},
+    ),
+    "release-offline-allowance": ("POST", "/v1/pos/offline-allowances/1/release", None),
     "add-product": (
         "POST",
         "/v1/products",
@@ -369,6 +381,15 @@ def value_moves(app, db, world):
         second_card = issue_card(db, kind="digital", customer_id=body["id"]).id
     product = world.product(price=PRICE)
     sale = ring_up(world.api, till, product.sku).json
+    with app.app_context():
+        ((gift, _code),) = issue_batch(db, staff_id=world.staff("admin").id, size=1)
+        number = db.get(Card, card_id).number
+    allowance = world.api.post(
+        "/v1/pos/offline-allowances",
+        token=till,
+        json={"card": {"card_number": number}, "amount": usd(500)},
+    )
+    assert allowance.status_code == 201, allowance.json
     return {
         "sale": ("/v1/sales", till, sale_body(product.sku)),
         "refund": (f"/v1/sales/{sale['id']}/refunds", till, {}),
@@ -388,6 +409,21 @@ def value_moves(app, db, world):
             {"to_card_id": second_card, "amount": usd(500)},
         ),
         "report-lost": (f"/v1/cards/{second_card}/report-lost", token, None),
+        "sell-gift-card": (
+            "/v1/pos/gift-cards",
+            till,
+            {"card": {"card_number": gift.number}, "amount": usd(1000), "tender": "cash"},
+        ),
+        "offline-allowance": (
+            "/v1/pos/offline-allowances",
+            till,
+            {"card": {"card_number": number}, "amount": usd(500)},
+        ),
+        "offline-release": (
+            f"/v1/pos/offline-allowances/{allowance.json['id']}/release",
+            till,
+            None,
+        ),
         "shopper": token,
     }
 
@@ -400,6 +436,9 @@ VALUE_MOVES = {
     "top-up-in-app": 201,
     "transfer": 201,
     "report-lost": 200,
+    "sell-gift-card": 201,
+    "offline-allowance": 201,
+    "offline-release": 200,
 }
 
 
@@ -509,6 +548,11 @@ def test_the_openapi_document_requires_an_idempotency_key_on_exactly_the_value_m
         ("POST", "/v1/cards/{card_id}/top-ups"),
         ("POST", "/v1/cards/{card_id}/transfers"),
         ("POST", "/v1/cards/{card_id}/report-lost"),
+        ("POST", "/v1/pos/shifts"),
+        ("POST", "/v1/pos/shifts/{shift_id}/close"),
+        ("POST", "/v1/pos/gift-cards"),
+        ("POST", "/v1/pos/offline-allowances"),
+        ("POST", "/v1/pos/offline-allowances/{allowance_id}/release"),
     }
 
 

@@ -21,6 +21,7 @@ from sqlalchemy import func, select, update
 from app.cards import numbers
 from app.cards.codes import CardCodeKeyMissing
 from app.cards.models import Card, PayCode
+from app.cards.services import issue_card
 from app.core.throttle import FailedAttempt
 from app.core.types import utcnow
 from app.ledger.models import Account, LedgerTransaction, Posting
@@ -145,13 +146,23 @@ def cashier(world):
     return token
 
 
-@pytest.fixture
-def issue_gift_cards(api, admin):
-    """``issue_gift_cards(size)``: a batch issued through the API; its cards as answered."""
+#: What a gift card is sold for at the till in these tests (the smallest top-up).
+GIFT_LOAD = 500
 
-    def issue(size=1):
+
+@pytest.fixture
+def issue_gift_cards(api, admin, world):
+    """``issue_gift_cards(size, sold_for=GIFT_LOAD)``: a batch issued through the API, each
+    card then sold at a till for ``sold_for`` (None: left in the box, inactive); its cards as
+    the batch answered."""
+
+    def issue(size=1, sold_for=GIFT_LOAD):
         response = api.post("/v1/admin/card-batches", token=admin, json={"size": size})
         assert response.status_code == 201, response.json
+        if sold_for is not None:
+            _store, _device, till = world.till()
+            for card in response.json["cards"]:
+                world.sell_gift_card(card["number"], sold_for, till)
         return response.json["cards"]
 
     return issue
@@ -259,13 +270,13 @@ def test_without_a_card_code_key_no_batch_is_issued(app, api, db, admin, monkeyp
     assert db.scalar(select(func.count()).select_from(Card).where(Card.kind == "physical")) == 0
 
 
-def test_batch_cards_are_unregistered_empty_physical_cards(api, admin, issue_gift_cards):
-    issued = issue_gift_cards(1)[0]
+def test_batch_cards_are_unregistered_empty_inactive_physical_cards(api, admin, issue_gift_cards):
+    issued = issue_gift_cards(1, sold_for=None)[0]
     response = api.get(f"/v1/cards/{issued['id']}", token=admin)
     assert response.status_code == 200
     body = response.json
     assert body["kind"] == "physical"
-    assert body["status"] == "active"
+    assert body["status"] == "inactive"
     assert body["registered"] is False
     assert body["primary"] is False
     assert body["balance"] == usd(0)
@@ -295,8 +306,7 @@ def test_a_batch_size_must_be_a_whole_number_from_1_to_1000(api, db, admin, size
 def test_a_gift_card_is_loaded_and_spent_at_the_till_by_its_number_without_an_account(
     api, world, admin, cashier, issue_gift_cards
 ):
-    gift = issue_gift_cards(1)[0]
-    world.load(gift["id"], 2000, cashier)
+    gift = issue_gift_cards(1, sold_for=2000)[0]
 
     response = sell(api, world, cashier, {"card_number": gift["number"]}, 450)
 
@@ -315,8 +325,7 @@ def test_registering_a_gift_card_makes_it_the_shoppers_with_its_balance(
     api, world, cashier, shopper, issue_gift_cards
 ):
     token, digital_id = shopper
-    gift = issue_gift_cards(1)[0]
-    world.load(gift["id"], 1000, cashier)
+    gift = issue_gift_cards(1, sold_for=1000)[0]
 
     response = register(api, token, gift["number"], gift["security_code"])
 
@@ -615,7 +624,7 @@ def test_a_till_binds_a_tag_to_a_physical_card_shown_with_its_security_code(
     assert card_row(db, gift["id"]).nfc_uid == UID_NORMALISED
     paid = sell(api, world, cashier, {"nfc_uid": UID}, 500)
     assert paid.status_code == 201, paid.json
-    assert balance(api, token, gift["id"]) == 1500
+    assert balance(api, token, gift["id"]) == GIFT_LOAD + 1500
 
 
 def test_a_till_binding_with_a_wrong_security_code_binds_nothing_and_is_counted(
@@ -828,17 +837,14 @@ def test_a_lost_card_that_was_not_primary_gets_a_replacement_that_is_not_primary
     assert response.status_code == 200
     replacement = response.json["replacement_card"]
     assert replacement["primary"] is False
-    assert replacement["balance"] == usd(1000)
+    assert replacement["balance"] == usd(GIFT_LOAD + 1000)
     assert primary_ids(api, token) == [digital_id]
 
 
-def test_a_lost_card_with_nothing_on_it_is_frozen_and_replaced_without_a_posting(
-    api, db, shopper, gift_of_shopper
-):
-    token, _ = shopper
-    gift_id, _ = gift_of_shopper
+def test_a_lost_card_with_nothing_on_it_is_frozen_and_replaced_without_a_posting(api, db, shopper):
+    token, digital_id = shopper  # nothing on it since sign-up
 
-    response = report_lost(api, token, gift_id)
+    response = report_lost(api, token, digital_id)
 
     assert response.status_code == 200
     assert response.json["lost_card"]["status"] == "frozen"
@@ -857,7 +863,7 @@ def test_a_frozen_card_cannot_pay_by_its_number(api, db, world, cashier, shopper
     assert response.status_code == 409
     assert response.json["error"]["code"] == "card_frozen"
     assert count_sales(db) == 0
-    assert balance(api, token, replacement_id) == 1000
+    assert balance(api, token, replacement_id) == GIFT_LOAD + 1000
 
 
 def test_a_frozen_card_cannot_be_topped_up(api, cashier, shopper, gift_of_shopper):
@@ -933,12 +939,13 @@ def test_another_shoppers_card_cannot_be_reported_lost(api, shopper, other_shopp
 
 
 @pytest.fixture
-def two_cards(world, cashier, shopper, gift_of_shopper):
-    """The shopper's token, their digital card (30.00 on it) and their empty gift card."""
+def two_cards(app, db, world, cashier, shopper):
+    """The shopper's token, their digital card (30.00 on it) and a second, empty card."""
     token, digital_id = shopper
-    gift_id, _ = gift_of_shopper
+    with app.app_context():
+        second = issue_card(db, kind="digital", customer_id=db.get(Card, digital_id).customer_id)
     world.load(digital_id, 3000, cashier)
-    return token, digital_id, gift_id
+    return token, digital_id, second.id
 
 
 def test_a_transfer_moves_balance_between_ones_own_cards(api, db, two_cards):
@@ -1218,7 +1225,7 @@ def test_a_pay_code_can_name_another_card_of_ones_own(
     assert issued.status_code == 201
     assert issued.json["card_id"] == gift_id
     assert sale.status_code == 201
-    assert balance(api, token, gift_id) == 550
+    assert balance(api, token, gift_id) == GIFT_LOAD + 550
     assert balance(api, token, digital_id) == 3000
 
 

@@ -15,13 +15,14 @@ import pytest
 from sqlalchemy import func, select, text
 
 from app.cards.models import Card
+from app.cards.services import issue_card
 from app.core.db import database
 from app.customers.models import Customer
 from app.ledger import services as ledger
 from app.ledger.models import LedgerTransaction, Posting
 from app.ledger.rules import Leg
 from app.sales.models import Refund, Sale
-from tests.conftest import Api, World
+from tests.conftest import Api, World, sign_in_tills
 
 
 @dataclass(frozen=True)
@@ -562,7 +563,7 @@ def test_unregistered_gift_card_earns_no_stars(api, db, world, till, latte):
     batch = api.post("/v1/admin/card-batches", token=world.admin_token(), json={"size": 1})
     assert batch.status_code == 201, batch.json
     gift = batch.json["cards"][0]
-    world.load(gift["id"], 1_000, till.token)
+    world.sell_gift_card(gift["number"], 1_000, till.token)
 
     response = sell(api, till, [("LATTE", 2)], [("card_balance", 900)], gift["number"])
 
@@ -959,18 +960,9 @@ def live(app, committed) -> Live:
         devices = [world.device(store, "pos") for _ in range(2)]
         cashiers = [world.staff("cashier", store=store, pin="1357") for _ in range(2)]
         world.product(sku="LATTE", price=450, name="Latte")
-        admin_token = world.admin_token()
         s.commit()
-    tills = []
-    for (device, secret), cashier in zip(devices, cashiers, strict=True):
-        signed_in = api.post(
-            "/v1/pos/sessions",
-            token=secret,
-            json={"staff_code": cashier.staff_code, "pin": "1357"},
-            key=None,
-        )
-        assert signed_in.status_code == 201, signed_in.json
-        tills.append(Till(store, device, signed_in.json["token"]))
+    tokens = sign_in_tills(api, devices, cashiers)
+    tills = [Till(store, device, token) for (device, _), token in zip(devices, tokens, strict=True)]
     signup = api.post(
         "/v1/auth/signup",
         json={"email": "race@example.test", "password": "a long password", "name": "Race"},
@@ -978,15 +970,9 @@ def live(app, committed) -> Live:
     )
     assert signup.status_code == 201, signup.json
     token, me = signup.json["token"], signup.json["customer"]
-    batch = api.post("/v1/admin/card-batches", token=admin_token, json={"size": 1})
-    assert batch.status_code == 201, batch.json
-    second = batch.json["cards"][0]
-    registered = api.post(
-        "/v1/me/cards",
-        token=token,
-        json={"number": second["number"], "security_code": second["security_code"]},
-    )
-    assert registered.status_code == 201, registered.json
+    with app.app_context(), database(app).sessions() as s:
+        second = {"id": issue_card(s, kind="digital", customer_id=me["id"]).id}  # a second card
+        s.commit()
     loaded = api.post(
         f"/v1/cards/{me['cards'][0]['id']}/top-ups",
         token=token,

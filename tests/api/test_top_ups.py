@@ -591,7 +591,9 @@ def test_till_top_up_outside_the_allowed_amounts_is_refused(api, db, shopper, ti
     assert ledger.balance_of(db, store.cash_account_id) == 0
 
 
-def test_till_loads_an_unregistered_gift_card_found_by_its_number(api, world, db, till):
+def test_till_sells_an_unregistered_gift_card_found_by_its_number_then_loads_it(
+    api, world, db, till
+):
     store, _, cashier = till
     batch = api.post(
         "/v1/admin/card-batches", token=world.admin_token(), json={"size": 1, "note": "gifts"}
@@ -600,14 +602,19 @@ def test_till_loads_an_unregistered_gift_card_found_by_its_number(api, world, db
     number = batch.json["cards"][0]["number"]
     found = api.post("/v1/pos/lookups", token=cashier, json={"card_number": number}, key=None)
     assert found.status_code == 200, found.json
-    assert (found.json["registered"], found.json["balance"]) == (False, usd(0))
+    assert (found.json["registered"], found.json["status"]) == (False, "inactive")
+    assert found.json["balance"] == usd(0)
+    unsold = till_top_up(api, cashier, found.json["id"], 2_500)  # sold first, then loaded
+    assert unsold.status_code == 409
+    assert unsold.json["error"]["code"] == "card_inactive"
 
+    world.sell_gift_card(number, 1_000, cashier)
     response = till_top_up(api, cashier, found.json["id"], 2_500)
     assert response.status_code == 201, response.json
-    assert response.json["card_balance"] == usd(2_500)
+    assert response.json["card_balance"] == usd(3_500)
     again = api.post("/v1/pos/lookups", token=cashier, json={"card_number": number}, key=None)
-    assert again.json["balance"] == usd(2_500)
-    assert ledger.balance_of(db, store.cash_account_id) == -2_500
+    assert again.json["balance"] == usd(3_500)
+    assert ledger.balance_of(db, store.cash_account_id) == -3_500
 
 
 # -- auto-reload after a sale ----------------------------------------------------------------
