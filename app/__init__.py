@@ -39,6 +39,8 @@ def create_app(overrides: dict | None = None) -> Flask:
     from app.ledger import cli as ledger_cli
     from app.payments import cli as payments_cli
     from app.sales import api as sales_api
+    from app.sales import pages as receipt_pages
+    from app.shifts import api as shifts_api
     from app.stores import api as stores_api
     from app.system import api as system_api
     from app.webhooks import api as webhooks_api
@@ -51,6 +53,7 @@ def create_app(overrides: dict | None = None) -> Flask:
         customers_api,
         cards_api,
         sales_api,
+        shifts_api,
         catalog_api,
         stores_api,
         events_api,
@@ -58,5 +61,6 @@ def create_app(overrides: dict | None = None) -> Flask:
     ):
         api.register_blueprint(module.blp)
     app.register_blueprint(product_images.blp)
+    app.register_blueprint(receipt_pages.blp)
 
     return app

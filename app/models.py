@@ -10,7 +10,8 @@ from app.customers.models import Customer
 from app.events.models import Event, OutboxEntry
 from app.ledger.models import Account, BalanceShard, LedgerTransaction, Posting
 from app.payments.models import TopUp
-from app.sales.models import Refund, Sale, SaleLine, SaleTender
+from app.sales.models import Receipt, Refund, Sale, SaleLine, SaleTender
+from app.shifts.models import Shift
 from app.stores.models import Device, Store
 from app.webhooks.models import Webhook, WebhookAttempt, WebhookDelivery
 
@@ -34,10 +35,12 @@ __all__ = [
     "Posting",
     "Product",
     "ProductTag",
+    "Receipt",
     "Refund",
     "Sale",
     "SaleLine",
     "SaleTender",
+    "Shift",
     "Staff",
     "Store",
     "TopUp",

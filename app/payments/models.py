@@ -43,5 +43,7 @@ class TopUp(Base):
     store_id: Mapped[int | None] = mapped_column(ForeignKey("stores.id"))
     device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id"))
     ledger_transaction_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_transactions.id"))
+    #: For a top-up at a till: the till's open shift, if one was.
+    shift_id: Mapped[int | None] = mapped_column(ForeignKey("shifts.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     settled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -27,6 +27,7 @@ from app.ledger.errors import AccountFrozen, BalanceLimitExceeded
 from app.ledger.rules import Leg
 from app.payments.gateway import ChargeResult, GatewayTimeout, gateway
 from app.payments.models import TopUp
+from app.shifts.services import open_shift_id
 from app.stores.models import Store
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ def top_up_at_till(
         device_id=device_id,
         ledger_transaction_id=posted.transaction_id,
         settled_at=utcnow(),
+        shift_id=open_shift_id(s, device_id, joining=True),
     )
     s.add(top_up)
     s.flush()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import marshmallow as ma
+from flask import url_for
 from flask.views import MethodView
 
 from app.auth.principal import current_principal
@@ -19,19 +20,33 @@ from app.cards.services import check_currency
 from app.catalog.services import UnknownSku
 from app.core.api import Blueprint
 from app.core.db import after_commit, database, session
-from app.core.schemas import List, MoneyOutSchema, MoneySchema, Schema, Text, money
+from app.core.schemas import (
+    List,
+    MoneyOutSchema,
+    MoneySchema,
+    PageArgsSchema,
+    Schema,
+    Text,
+    decode_cursor,
+    money,
+)
+from app.core.types import utcnow
 from app.ledger.errors import AccountFrozen, BalanceLimitExceeded, InsufficientFunds
 from app.payments import services as payments
+from app.sales import receipts
 from app.sales import services as sales
 from app.sales.errors import (
     CardRequired,
+    CashGivenShort,
     NothingToPay,
     NothingToRefund,
     RefundExceedsSale,
     SaleNotFound,
     TendersDoNotMatchTotal,
 )
-from app.sales.models import Refund, Sale
+from app.sales.models import Receipt, Refund, Sale
+from app.sales.receipts import ReceiptNotFound
+from app.sales.rules import number
 
 log = logging.getLogger(__name__)
 blp = Blueprint("sales", __name__, url_prefix="/v1", description="Selling at the till.")
@@ -56,6 +71,12 @@ class LineRequestSchema(Schema):
 class TenderRequestSchema(Schema):
     type = Text(required=True, validate=ma.validate.OneOf(["card_balance", "cash", "bank_card"]))
     amount = ma.fields.Nested(MoneySchema, required=True)
+    given = ma.fields.Nested(
+        MoneySchema,
+        load_default=None,
+        metadata={"description": "Cash only: what the shopper handed over, at least `amount` "
+                  "(the rest is their change). Omitted: exactly `amount`."},
+    )  # fmt: skip
 
 
 class SaleRequestSchema(Schema):
@@ -80,8 +101,15 @@ class TenderSchema(Schema):
     refunded = ma.fields.Nested(MoneyOutSchema)
 
 
+class ReceiptLinkSchema(Schema):
+    id = ma.fields.String(metadata={"description": "Unguessable: whoever holds it may read it."})
+    url = ma.fields.String(metadata={"description": "The receipt's page (for its QR code)."})
+
+
 class SaleSchema(Schema):
     id = ma.fields.Integer()
+    number = ma.fields.String(metadata={"description": "As printed: `S-000123`."})
+    shift_id = ma.fields.Integer(allow_none=True)
     store_id = ma.fields.Integer()
     device_id = ma.fields.Integer()
     card_id = ma.fields.Integer(allow_none=True)
@@ -94,12 +122,37 @@ class SaleSchema(Schema):
     )
     stars_earned = ma.fields.Integer()
     created_at = ma.fields.DateTime()
+    receipt = ma.fields.Nested(ReceiptLinkSchema)
 
 
-def sale_body(sale: Sale, card_balance: int | None = None) -> dict:
+class SalesOfDayArgsSchema(PageArgsSchema):
+    date = ma.fields.Date(
+        load_default=None, metadata={"description": "The UTC day, `YYYY-MM-DD`; today if omitted."}
+    )
+
+
+class SalePageSchema(Schema):
+    items = ma.fields.List(ma.fields.Nested(SaleSchema))
+    next_cursor = ma.fields.String(allow_none=True)
+
+
+def receipt_link(receipt: Receipt) -> dict:
+    return {
+        "id": receipt.id,
+        "url": url_for("receipt_pages.receipt_page", receipt_id=receipt.id, _external=True),
+    }
+
+
+def sale_body(sale: Sale, receipt: Receipt, card_balance: int | None = None) -> dict:
+    """The sale as the till shows it; ``card_balance`` is the card's balance after the sale,
+    as its receipt says unless given."""
     c = sale.currency
+    if card_balance is None and receipt.body["card"] is not None:
+        card_balance = receipt.body["card"]["balance_after"]["amount"]
     return {
         "id": sale.id,
+        "number": number("S", sale.id),
+        "shift_id": sale.shift_id,
         "store_id": sale.store_id,
         "device_id": sale.device_id,
         "card_id": sale.card_id,
@@ -128,6 +181,7 @@ def sale_body(sale: Sale, card_balance: int | None = None) -> dict:
         "card_balance": money(card_balance, c) if card_balance is not None else None,
         "stars_earned": sale.stars_earned,
         "created_at": sale.created_at,
+        "receipt": receipt_link(receipt),
     }
 
 
@@ -160,26 +214,50 @@ class Sales(MethodView):
     @blp.arguments(SaleRequestSchema)
     @blp.response(201, SaleSchema)
     @blp.errors(UnknownSku, CurrencyMismatch, NothingToPay, TendersDoNotMatchTotal,
-                CardRequired, CustomerNotIdentified, PayCodeInvalid, CardFrozen,
+                CashGivenShort, CardRequired, CustomerNotIdentified, PayCodeInvalid, CardFrozen,
                 NfcLimitExceeded, InsufficientFunds, AccountFrozen)  # fmt: skip
     def post(self, data):
         """Ring up a sale: prices come from the catalog, tenders must cover the total exactly
-        (split tender allowed), and an identified shopper earns Stars."""
+        (split tender allowed), and an identified shopper earns Stars. Its receipt is
+        written with it: `receipt.url` is the page its QR code opens."""
         for tender in data["tenders"]:
             check_currency(tender["amount"]["currency"])
+            if tender["given"] is not None:
+                check_currency(tender["given"]["currency"])
         outcome = sales.make_sale(
             session(),
             current_principal(),
             presented=data["customer"],
             lines=[(line["sku"], line["quantity"]) for line in data["lines"]],
             tenders=[(t["type"], t["amount"]["amount"]) for t in data["tenders"]],
+            given=[t["given"] and t["given"]["amount"] for t in data["tenders"]],
         )
         if outcome.card is not None and outcome.card_balance_after is not None:
             _auto_reload(
                 outcome.card.id, outcome.sale.id, outcome.card_balance_before,
                 outcome.card_balance_after,
             )  # fmt: skip
-        return sale_body(outcome.sale, outcome.card_balance_after)
+        return sale_body(outcome.sale, outcome.receipt, outcome.card_balance_after)
+
+    @blp.requires("cashier")
+    @blp.arguments(SalesOfDayArgsSchema, location="query")
+    @blp.response(200, SalePageSchema)
+    def get(self, args):
+        """This store's sales of a day (UTC), newest first, a page at a time: for reprints and
+        refunds at the till. `card_balance` is the card's balance after each sale."""
+        s = session()
+        page = sales.sales_of_day(
+            s,
+            current_principal().store_id,
+            args["date"] or utcnow().date(),
+            below=decode_cursor(args["cursor"]),
+            limit=args["limit"] + 1,
+        )
+        shown = page[: args["limit"]]
+        receipts_of = receipts.sale_receipts(s, [sale.id for sale in shown])
+        items = [sale_body(sale, receipts_of[sale.id]) for sale in shown]
+        more = len(page) > args["limit"]
+        return {"items": items, "next_cursor": str(shown[-1].id) if more else None}
 
 
 @blp.route("/sales/<id:sale_id>")
@@ -189,7 +267,9 @@ class SaleView(MethodView):
     @blp.errors(SaleNotFound)
     def get(self, sale_id):
         """A sale of this till's store."""
-        return sale_body(sales.sale_in_store(session(), sale_id, current_principal().store_id))
+        s = session()
+        sale = sales.sale_in_store(s, sale_id, current_principal().store_id)
+        return sale_body(sale, receipts.sale_receipts(s, [sale.id])[sale.id])
 
 
 class RefundRequestSchema(Schema):
@@ -221,6 +301,7 @@ class RefundSchema(Schema):
     lines = ma.fields.List(ma.fields.Nested(RefundLineSchema))
     tenders = ma.fields.List(ma.fields.Nested(RefundTenderSchema))
     stars_taken_back = ma.fields.Integer()
+    receipt = ma.fields.Nested(ReceiptLinkSchema)
     stars_owed = ma.fields.Integer(
         metadata={"description": "Stars these lines earned that were spent already; the "
                   "shopper repays them from the next Stars they earn."}
@@ -228,9 +309,10 @@ class RefundSchema(Schema):
     created_at = ma.fields.DateTime()
 
 
-def refund_body(refund: Refund, currency: str) -> dict:
+def refund_body(refund: Refund, currency: str, receipt: Receipt) -> dict:
     return {
         "id": refund.id,
+        "receipt": receipt_link(receipt),
         "sale_id": refund.sale_id,
         "amount": money(refund.amount_minor, currency),
         "lines": [
@@ -267,6 +349,71 @@ class SaleRefunds(MethodView):
         requested = None
         if data["lines"] is not None:
             requested = [(line["sku"], line["quantity"]) for line in data["lines"]]
-        refund = sales.refund_sale(session(), current_principal(), sale_id, requested)
-        sale = session().get(Sale, refund.sale_id)
-        return refund_body(refund, sale.currency)
+        s = session()
+        refund = sales.refund_sale(s, current_principal(), sale_id, requested)
+        sale = s.get(Sale, refund.sale_id)
+        return refund_body(refund, sale.currency, sales.refund_receipt(s, refund.id))
+
+
+class StoreNameSchema(Schema):
+    name = ma.fields.String()
+    address = ma.fields.String()
+
+
+class ReceiptLineSchema(Schema):
+    sku = ma.fields.String()
+    name = ma.fields.String()
+    quantity = ma.fields.Integer()
+    unit_price = ma.fields.Nested(MoneyOutSchema)
+    line_total = ma.fields.Nested(MoneyOutSchema)
+
+
+class ReceiptCardSchema(Schema):
+    last4 = ma.fields.String()
+    balance_after = ma.fields.Nested(MoneyOutSchema)
+
+
+class ReceiptStarsSchema(Schema):
+    earned = ma.fields.Integer(metadata={"description": "Negative: taken back by a refund."})
+    balance = ma.fields.Integer()
+
+
+class ReceiptSchema(Schema):
+    id = ma.fields.String()
+    kind = ma.fields.String(metadata={"description": "`sale` or `refund`."})
+    url = ma.fields.String()
+    number = ma.fields.String(metadata={"description": "`S-000123` or `R-000045`."})
+    sale_id = ma.fields.Integer()
+    refund_id = ma.fields.Integer(allow_none=True)
+    sale_number = ma.fields.String()
+    store = ma.fields.Nested(StoreNameSchema)
+    till = ma.fields.String()
+    cashier = ma.fields.String(metadata={"description": "The cashier's first name."})
+    created_at = ma.fields.DateTime()
+    currency = ma.fields.String()
+    lines = ma.fields.List(ma.fields.Nested(ReceiptLineSchema))
+    total = ma.fields.Nested(
+        MoneyOutSchema, metadata={"description": "For a refund, the amount given back."}
+    )
+    tenders = ma.fields.List(ma.fields.Nested(RefundTenderSchema))
+    cash_given = ma.fields.Nested(MoneyOutSchema, allow_none=True)
+    change = ma.fields.Nested(MoneyOutSchema, allow_none=True)
+    card = ma.fields.Nested(ReceiptCardSchema, allow_none=True)
+    stars = ma.fields.Nested(ReceiptStarsSchema, allow_none=True)
+    offline = ma.fields.Boolean(
+        metadata={"description": "Rung up at a till that could not reach Omnicard, sent later."}
+    )
+
+
+def receipt_body(receipt: Receipt) -> dict:
+    return {**receipt.body, **receipt_link(receipt), "created_at": receipt.created_at}
+
+
+@blp.route("/receipts/<receipt_id>")
+class ReceiptView(MethodView):
+    @blp.response(200, ReceiptSchema)
+    @blp.errors(ReceiptNotFound)
+    def get(self, receipt_id):
+        """A sale's or a refund's receipt, as it was handed over. Anyone who holds its id
+        (the link is the secret); it shows the card's last four digits only."""
+        return receipt_body(receipts.receipt(session(), receipt_id))

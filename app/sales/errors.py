@@ -34,3 +34,12 @@ class NothingToRefund(DomainError):
     code = "nothing_to_refund"
     http_status = 409
     message = "Everything on this sale was refunded already."
+
+
+class CashGivenShort(DomainError):
+    code = "cash_given_short"
+    http_status = 422
+    message = (
+        "The cash handed over must cover its tender, and only a cash tender says what was "
+        "handed over."
+    )

@@ -29,7 +29,9 @@ class Sale(Base):
     total_minor: Mapped[int] = mapped_column(BigInteger)
     stars_earned: Mapped[int] = mapped_column(BigInteger, default=0)
     ledger_transaction_id: Mapped[int] = mapped_column(ForeignKey("ledger_transactions.id"))
-    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    #: The till's open shift when the sale was rung up, if one was.
+    shift_id: Mapped[int | None] = mapped_column(ForeignKey("shifts.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
 
     lines: Mapped[list[SaleLine]] = relationship(order_by="SaleLine.line_no")
     tenders: Mapped[list[SaleTender]] = relationship(order_by="SaleTender.id")
@@ -63,6 +65,9 @@ class SaleTender(Base):
         CheckConstraint("type IN ('card_balance','cash','bank_card')", "type"),
         CheckConstraint("amount_minor > 0", "amount"),
         CheckConstraint("refunded_minor BETWEEN 0 AND amount_minor", "refunded"),
+        CheckConstraint(
+            "given_minor IS NULL OR (type = 'cash' AND given_minor >= amount_minor)", "given"
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -70,6 +75,9 @@ class SaleTender(Base):
     type: Mapped[str] = mapped_column(String(12))
     amount_minor: Mapped[int] = mapped_column(BigInteger)
     refunded_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: Cash handed over by the shopper for this tender, when more than its amount (the
+    #: rest was given back as change); None when it was exact.
+    given_minor: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class Refund(Base):
@@ -88,4 +96,29 @@ class Refund(Base):
     lines: Mapped[list] = mapped_column(Json)
     tenders: Mapped[list] = mapped_column(Json)
     ledger_transaction_id: Mapped[int] = mapped_column(ForeignKey("ledger_transactions.id"))
+    #: The shift open at the till that gave the money back, if one was.
+    shift_id: Mapped[int | None] = mapped_column(ForeignKey("shifts.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Receipt(Base):
+    """What the shopper was handed for a sale or a refund, as it was then: a snapshot that
+    later changes (a refund, a card's new balance, a store renamed) leave as it is. Its id is
+    the secret of the link the receipt's QR code opens."""
+
+    __tablename__ = "receipts"
+    __table_args__ = (
+        CheckConstraint(
+            "(kind = 'sale' AND refund_id IS NULL) OR (kind = 'refund' AND refund_id IS NOT NULL)",
+            "kind",
+        ),
+    )
+
+    #: Unguessable (192 random bits, URL-safe): whoever holds it may read the receipt.
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    sale_id: Mapped[int] = mapped_column(ForeignKey("sales.id"), index=True)
+    refund_id: Mapped[int | None] = mapped_column(ForeignKey("refunds.id"), unique=True)
+    #: The receipt's content (see app.sales.receipts), without its id, url and time.
+    body: Mapped[dict] = mapped_column(Json)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -7,15 +7,19 @@ the Stars earned move from Stars issuance to the shopper, all or nothing.
 Refunds go back to the tenders the sale was paid with, card balance first, then bank card,
 then cash, each never more than it paid; a refund takes back exactly the Stars its lines
 earned (see app.loyalty.services for Stars already spent).
+
+Each sale and refund writes its receipt (app.sales.receipts) in the same transaction, and names
+the till's open shift, if any.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 
 from flask import current_app
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from app.auth.principal import Principal
 from app.cards import services as cards
@@ -30,15 +34,19 @@ from app.ledger import services as ledger
 from app.ledger.rules import Leg
 from app.loyalty import rules as loyalty_rules
 from app.loyalty import services as loyalty
+from app.sales import receipts
 from app.sales.errors import (
     CardRequired,
+    CashGivenShort,
     NothingToPay,
     NothingToRefund,
     RefundExceedsSale,
     SaleNotFound,
     TendersDoNotMatchTotal,
 )
-from app.sales.models import Refund, Sale, SaleLine, SaleTender
+from app.sales.models import Receipt, Refund, Sale, SaleLine, SaleTender
+from app.sales.rules import change_due
+from app.shifts.services import open_shift_id
 from app.stores.models import Store
 
 REFUND_ORDER = ("card_balance", "bank_card", "cash")
@@ -50,6 +58,7 @@ class SaleOutcome:
     card: Card | None
     card_balance_before: int | None
     card_balance_after: int | None
+    receipt: Receipt
 
 
 def make_sale(
@@ -59,9 +68,19 @@ def make_sale(
     presented: dict | None,
     lines: list[tuple[str, int]],
     tenders: list[tuple[str, int]],
+    given: list[int | None] | None = None,
 ) -> SaleOutcome:
-    """Raises UnknownSku, CurrencyMismatch, NothingToPay, TendersDoNotMatchTotal, CardRequired,
-    CustomerNotIdentified, PayCodeInvalid, CardFrozen, NfcLimitExceeded, InsufficientFunds."""
+    """``given``: for each tender, the cash the shopper handed over when it was more than the
+    tender's amount (None: exact).
+
+    Raises UnknownSku, CurrencyMismatch, NothingToPay, TendersDoNotMatchTotal, CashGivenShort,
+    CardRequired, CustomerNotIdentified, PayCodeInvalid, CardFrozen, NfcLimitExceeded,
+    InsufficientFunds."""
+    given = given or [None] * len(tenders)
+    try:
+        change_due(tenders, given)
+    except ValueError as exc:
+        raise CashGivenShort(tender=exc.args[0]) from None
     store = s.get(Store, principal.store_id)
     currency = cards.currency()
     products = products_by_sku(s, [sku for sku, _ in lines])
@@ -135,6 +154,7 @@ def make_sale(
         total_minor=cart.total_minor,
         stars_earned=stars,
         ledger_transaction_id=posted.transaction_id,
+        shift_id=open_shift_id(s, principal.device_id, joining=True),
     )
     s.add(sale)
     s.flush()
@@ -144,8 +164,8 @@ def make_sale(
             name=line.name, quantity=line.quantity, unit_price_minor=line.unit_price_minor,
             line_total_minor=line.line_total_minor, stars_earned=earned,
         ))  # fmt: skip
-    for kind, amount in tenders:
-        s.add(SaleTender(sale_id=sale.id, type=kind, amount_minor=amount))
+    for (kind, amount), handed in zip(tenders, given, strict=True):
+        s.add(SaleTender(sale_id=sale.id, type=kind, amount_minor=amount, given_minor=handed))
     if customer is not None:
         loyalty.count_lifetime(s, customer.id, stars)
     s.flush()
@@ -154,6 +174,9 @@ def make_sale(
     if card is not None and after is None:
         after = cards.card_balance(s, card)
     before = after + from_card if after is not None else None
+    receipt = receipts.for_sale(
+        s, sale, card=card, card_balance_after=after, balances=posted.balances
+    )
 
     if card is not None:
         changes.card_presented(s, card, device_id=principal.device_id, store_id=store.id,
@@ -168,7 +191,7 @@ def make_sale(
             s, customer.id, posted.balances[customer.stars_account_id], reason="sale"
         )
     changes.sale_completed(s, sale, after)
-    return SaleOutcome(sale, card, before, after)
+    return SaleOutcome(sale, card, before, after, receipt)
 
 
 def sale_in_store(s: Session, sale_id: int, store_id: int, *, lock: bool = False) -> Sale:
@@ -177,6 +200,32 @@ def sale_in_store(s: Session, sale_id: int, store_id: int, *, lock: bool = False
     if sale is None or sale.store_id != store_id:
         raise SaleNotFound()
     return sale
+
+
+def sales_of_day(
+    s: Session, store_id: int, day: date, *, below: int | None, limit: int
+) -> list[Sale]:
+    """The store's sales of a UTC day, newest first, ``limit`` of them with ids below
+    ``below`` (a page of a cursor), with their lines and tenders loaded."""
+    start = datetime.combine(day, time(), tzinfo=UTC)
+    query = (
+        select(Sale)
+        .where(
+            Sale.store_id == store_id,
+            Sale.created_at >= start,
+            Sale.created_at < start + timedelta(days=1),
+        )
+        .options(selectinload(Sale.lines), selectinload(Sale.tenders))
+        .order_by(Sale.id.desc())
+        .limit(limit)
+    )
+    if below is not None:
+        query = query.where(Sale.id < below)
+    return list(s.scalars(query))
+
+
+def refund_receipt(s: Session, refund_id: int) -> Receipt:
+    return s.scalar(select(Receipt).where(Receipt.refund_id == refund_id))
 
 
 def _card_to_refund(s: Session, card_id: int) -> Card:
@@ -215,7 +264,13 @@ def refund_sale(
         amount += money
         stars += earned
         refund_lines.append(
-            {"sku": line.sku, "quantity": quantity, "amount_minor": money, "stars": earned}
+            {
+                "sku": line.sku,
+                "line_no": line.line_no,
+                "quantity": quantity,
+                "amount_minor": money,
+                "stars": earned,
+            }  # fmt: skip
         )
 
     if amount == 0 and stars == 0:
@@ -273,9 +328,14 @@ def refund_sale(
         lines=refund_lines,
         tenders=refund_tenders,
         ledger_transaction_id=posted.transaction_id,
+        shift_id=open_shift_id(s, principal.device_id, joining=True),
     )
     s.add(refund)
     s.flush()
+    shown_card = refund_card
+    if shown_card is None and sale.card_id is not None:
+        shown_card = _card_to_refund(s, sale.card_id)
+    receipts.for_refund(s, refund, sale, card=shown_card, balances=posted.balances)
     if refund_card is not None:
         changes.card_balance_changed(
             s, refund_card, posted.balances[refund_card.account_id], currency, reason="refund",

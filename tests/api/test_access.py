@@ -509,6 +509,8 @@ def test_the_openapi_document_requires_an_idempotency_key_on_exactly_the_value_m
         ("POST", "/v1/cards/{card_id}/top-ups"),
         ("POST", "/v1/cards/{card_id}/transfers"),
         ("POST", "/v1/cards/{card_id}/report-lost"),
+        ("POST", "/v1/pos/shifts"),
+        ("POST", "/v1/pos/shifts/{shift_id}/close"),
     }
 
 

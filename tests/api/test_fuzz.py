@@ -35,6 +35,7 @@ CHECKS = [
     content_type_conformance,
     response_schema_conformance,
 ]
+ENDS_THE_SESSION = ("/v1/auth/logout", "/v1/pos/shifts/{shift_id}/close")
 #: Generated requests per operation, caller and mode: valid data, then invalid.
 EXAMPLES = 12
 MODES = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
@@ -52,6 +53,10 @@ def caller(request, app, db, world) -> dict:
     top_up = world.load(card_id, 5_000, cashier)
     product = world.product(price=PRICE)
     sale = ring_up(world.api, cashier, product.sku).json
+    shift = world.api.post(
+        "/v1/pos/shifts", token=cashier, json={"float": {"amount": 10_000, "currency": "USD"}}
+    )
+    assert shift.status_code == 201, shift.json
     admin = world.admin_token()
     hook = world.api.post(
         "/v1/admin/webhooks",
@@ -79,6 +84,8 @@ def caller(request, app, db, world) -> dict:
             "store_id": store.id,
             "webhook_id": hook.json["id"],
             "sku": product.sku,
+            "shift_id": shift.json["id"],
+            "receipt_id": sale["receipt"]["id"],
         },
     }
 
@@ -127,8 +134,8 @@ def test_every_operation_answers_as_documented_and_never_5xx(app, client, caller
             findings.append(f"{case.method} {case.path}: {error!s:.1500}\n    {curl:.1500}")
 
     operations = [result.ok() for result in schema.get_all_operations()]
-    # Logging out ends the caller's token: last.
-    operations.sort(key=lambda operation: operation.path == "/v1/auth/logout")
+    # Logging out and closing the shift end the caller's token: last.
+    operations.sort(key=lambda operation: operation.path in ENDS_THE_SESSION)
     for operation in operations:
         for mode in MODES:
             run = given(case=operation.as_strategy(generation_mode=mode), data=st.data())(send)

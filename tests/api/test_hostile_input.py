@@ -112,6 +112,8 @@ def shop(world, db, api) -> Shop:
         json={"url": "http://127.0.0.1:9/hook", "event_types": ["sale.completed"]},
     )
     assert hook.status_code == 201, hook.json
+    shift = api.post("/v1/pos/shifts", token=cashier, json={"float": usd(10_000)})
+    assert shift.status_code == 201, shift.json
     return Shop(
         tokens={
             "anyone": None,
@@ -131,6 +133,8 @@ def shop(world, db, api) -> Shop:
             "delivery_id": 1,
             "top_up_id": loaded["id"],
             "store_id": store.id,
+            "shift_id": shift.json["id"],
+            "receipt_id": sale.json["receipt"]["id"],
         },
         card_number=number,
         sku=product.sku,
@@ -185,10 +189,14 @@ VALID_BODIES: dict[tuple[str, str], Callable[[Shop, str], dict]] = {
         "store_id": shop.ids["store_id"], "kind": "pos", "name": "till 9"},
     ("POST", "/v1/admin/webhooks"): lambda shop, caller: {
         "url": "http://127.0.0.1:9/other", "event_types": ["sale.completed"]},
+    ("POST", "/v1/pos/shifts"): lambda shop, caller: {"float": usd(10_000)},
+    ("POST", "/v1/pos/shifts/{shift_id}/close"): lambda shop, caller: {"counted": usd(9_000)},
 }  # fmt: skip
 
 #: Valid query parameters, likewise.
-VALID_QUERIES = {"limit": 5, "cursor": "100", "category": "coffee", "last_event_id": 0}
+VALID_QUERIES = {
+    "limit": 5, "cursor": "100", "category": "coffee", "last_event_id": 0, "date": "2026-12-04"
+}  # fmt: skip
 
 
 def test_every_body_taking_endpoint_has_a_valid_body_here():

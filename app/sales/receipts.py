@@ -1,0 +1,177 @@
+"""Digital receipts: what the shopper was handed for a sale or a refund, written in the same
+transaction and never changed after.
+
+A receipt is read by whoever holds its link (the QR code on the paper receipt): its id is 192
+random bits, and it shows no card number, only the last four digits.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.auth.models import Staff
+from app.cards.models import Card
+from app.core.errors import NotFound
+from app.core.schemas import money
+from app.customers.models import Customer
+from app.ledger import services as ledger
+from app.sales.models import Receipt, Refund, Sale
+from app.sales.rules import number
+from app.shifts.services import first_name
+from app.stores.models import Device, Store
+
+
+class ReceiptNotFound(NotFound):
+    code = "receipt_not_found"
+    message = "No such receipt."
+
+
+def new_id() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def _heading(s: Session, store_id: int, device_id: int, cashier_id: int) -> dict:
+    store = s.get(Store, store_id)
+    return {
+        "store": {"name": store.name, "address": store.address},
+        "till": s.get(Device, device_id).name,
+        "cashier": first_name(s.get(Staff, cashier_id)),
+    }
+
+
+def _card(card: Card | None, balance_after: int | None, currency: str) -> dict | None:
+    if card is None or balance_after is None:
+        return None
+    return {"last4": card.last4, "balance_after": money(balance_after, currency)}
+
+
+def _stars(s: Session, customer_id: int | None, earned: int, balances: dict) -> dict | None:
+    if customer_id is None:
+        return None
+    customer = s.get(Customer, customer_id)
+    balance = balances.get(customer.stars_account_id)
+    if balance is None:
+        balance = ledger.balance_of(s, customer.stars_account_id)
+    return {"earned": earned, "balance": balance}
+
+
+def for_sale(
+    s: Session,
+    sale: Sale,
+    *,
+    card: Card | None,
+    card_balance_after: int | None,
+    balances: dict[int, int],
+    offline: bool = False,
+) -> Receipt:
+    """The sale's receipt. ``balances``: the accounts' balances after the sale's posting."""
+    c = sale.currency
+    cash = [t for t in sale.tenders if t.type == "cash"]
+    cash_minor = sum(t.amount_minor for t in cash)
+    given_minor = sum(t.given_minor or t.amount_minor for t in cash)
+    body = {
+        "kind": "sale",
+        "number": number("S", sale.id),
+        "sale_id": sale.id,
+        "refund_id": None,
+        "sale_number": number("S", sale.id),
+        **_heading(s, sale.store_id, sale.device_id, sale.cashier_id),
+        "currency": c,
+        "lines": [
+            {
+                "sku": line.sku,
+                "name": line.name,
+                "quantity": line.quantity,
+                "unit_price": money(line.unit_price_minor, c),
+                "line_total": money(line.line_total_minor, c),
+            }
+            for line in sale.lines
+        ],
+        "total": money(sale.total_minor, c),
+        "tenders": [{"type": t.type, "amount": money(t.amount_minor, c)} for t in sale.tenders],
+        "cash_given": money(given_minor, c) if cash else None,
+        "change": money(given_minor - cash_minor, c) if cash else None,
+        "card": _card(card, card_balance_after, c),
+        "stars": _stars(s, sale.customer_id, sale.stars_earned, balances),
+        "offline": offline,
+    }
+    receipt = Receipt(id=new_id(), kind="sale", sale_id=sale.id, body=body,
+                      created_at=sale.created_at)  # fmt: skip
+    s.add(receipt)
+    s.flush()
+    return receipt
+
+
+def for_refund(
+    s: Session,
+    refund: Refund,
+    sale: Sale,
+    *,
+    card: Card | None,
+    balances: dict[int, int],
+) -> Receipt:
+    """The refund's receipt: the lines given back (their price and what they came to), the
+    tenders the money went back to, and the Stars taken back as a negative ``earned``.
+    ``card``: the card the sale was paid with or identified by (its replacement, if it was
+    reported lost)."""
+    c = sale.currency
+    by_no = {line.line_no: line for line in sale.lines}
+    card_after = None
+    if card is not None:
+        card_after = balances.get(card.account_id)
+        if card_after is None:
+            card_after = ledger.balance_of(s, card.account_id)
+    body = {
+        "kind": "refund",
+        "number": number("R", refund.id),
+        "sale_id": sale.id,
+        "refund_id": refund.id,
+        "sale_number": number("S", sale.id),
+        **_heading(s, sale.store_id, refund.device_id, refund.cashier_id),
+        "currency": c,
+        "lines": [
+            {
+                "sku": r["sku"],
+                "name": by_no[r["line_no"]].name,
+                "quantity": r["quantity"],
+                "unit_price": money(by_no[r["line_no"]].unit_price_minor, c),
+                "line_total": money(r["amount_minor"], c),
+            }
+            for r in refund.lines
+        ],
+        "total": money(refund.amount_minor, c),
+        "tenders": [
+            {"type": t["type"], "amount": money(t["amount_minor"], c)} for t in refund.tenders
+        ],  # fmt: skip
+        "cash_given": None,
+        "change": None,
+        "card": _card(card, card_after, c),
+        "stars": _stars(
+            s, sale.customer_id, -(refund.stars_taken_back + refund.stars_owed), balances
+        ),
+        "offline": False,
+    }
+    receipt = Receipt(id=new_id(), kind="refund", sale_id=sale.id, refund_id=refund.id,
+                      body=body, created_at=refund.created_at)  # fmt: skip
+    s.add(receipt)
+    s.flush()
+    return receipt
+
+
+def receipt(s: Session, receipt_id: str) -> Receipt:
+    """Raises ReceiptNotFound."""
+    found = s.get(Receipt, receipt_id) if 16 <= len(receipt_id) <= 64 else None
+    if found is None:
+        raise ReceiptNotFound()
+    return found
+
+
+def sale_receipts(s: Session, sale_ids: list[int]) -> dict[int, Receipt]:
+    """Each sale's own receipt (not its refunds'), by sale id."""
+    if not sale_ids:
+        return {}
+    rows = s.scalars(select(Receipt).where(Receipt.sale_id.in_(sale_ids), Receipt.kind == "sale"))
+    return {r.sale_id: r for r in rows}
