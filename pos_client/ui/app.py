@@ -12,6 +12,7 @@ from textual.app import App
 from textual.message import Message
 
 from pos_client.ui.base import TillCalls
+from pos_client.ui.desk import CloseShiftScreen
 from pos_client.ui.start import OpenShiftScreen, SignInScreen
 
 
@@ -44,6 +45,22 @@ class TillApp(App):
         for screen in self.screen_stack:
             if isinstance(screen, TillCalls) and screen.is_mounted:
                 screen.refresh_from_till()
+        current = self.screen
+        if message.what == "error" and self.till.last_error is not None:
+            # A tap or scan the Till could not use (it happened on a hardware thread).
+            if isinstance(current, TillCalls):
+                current.say(self.till.last_error.message, "error")
+        elif message.what == "cashier" and not getattr(current, "busy", False):
+            self.check_session()
+
+    def check_session(self) -> None:
+        """Back to sign-in when the session ended under the cashier (expired or revoked); the
+        shift report, when that ended it, stays until the cashier has read it."""
+        if self.till.cashier is None and not isinstance(
+            self.screen, SignInScreen | CloseShiftScreen
+        ):
+            self.notice_next("Signed out: sign in again.", "warning")
+            self.show_sign_in()
 
     def on_mount(self) -> None:
         if self.till.cashier is None:
@@ -69,7 +86,8 @@ class TillApp(App):
         self._go(SaleScreen())
 
     def show_sign_in(self) -> None:
-        self._go(SignInScreen())
+        if not isinstance(self.screen, SignInScreen):
+            self._go(SignInScreen())
 
     def notice_next(self, message: str, kind: str = "ok") -> None:
         """Say ``message`` on the screen the cashier lands on next."""

@@ -62,7 +62,9 @@ class TillCalls:
         self.notice.clear()
         if then is not None:
             then(value)
-        self.refresh_from_till()
+        if self.is_current:
+            self.refresh_from_till()
+        self.app.check_session()
 
     def _failed(self, exc: BaseException) -> None:
         self.say(describe(exc), "error")

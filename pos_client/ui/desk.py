@@ -242,18 +242,22 @@ class RefundScreen(TillScreen):
             (lines[i]["sku"], lines[i]["quantity"] - (lines[i].get("refunded_quantity") or 0))
             for i in sorted(self.marked)
         ]
+        chosen = [(sku, left) for sku, left in chosen if left > 0]
+        if not chosen:
+            self.say("Those lines are refunded already.", "error")
+            return
         self.call(
             self.till.refund, self.sale["id"], chosen, done=self._refunded, working="Refunding…"
         )
 
     def _refunded(self, refund: dict) -> None:
-        receipt = (refund or {}).get("receipt") or {}
-        self.app.notice_next(
-            f"Refunded {money(amount_of(refund.get('total') or refund.get('amount')))} "
-            f"{receipt.get('number', '')}".strip()
-            + ". Receipt printed.",
-            "ok",
-        )
+        said = f"Refunded {money(amount_of(refund.get('amount')))} of {self.sale.get('number')}."
+        if refund.get("printer_error"):
+            self.app.notice_next(
+                f"{said} Receipt NOT printed ({refund['printer_error']}): F10 reprints.", "error"
+            )
+        else:
+            self.app.notice_next(f"{said} Receipt printed.", "ok")
         self.dismiss()
 
     def action_reprint(self) -> None:
@@ -316,7 +320,13 @@ class CloseShiftScreen(TillScreen):
         field = self.query_one("#counted", Input)
         field.disabled = False
         field.value = ""
-        self.say("Shift closed; the report was sent to the printer. Enter signs out.", "ok")
+        if shift.get("printer_error"):
+            self.say(
+                f"Shift closed. Report NOT printed ({shift['printer_error']}). Enter signs out.",
+                "error",
+            )
+        else:
+            self.say("Shift closed; the report is printed. Enter signs out.", "ok")
 
     def action_back(self) -> None:
         if self.report is not None:

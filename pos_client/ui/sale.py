@@ -108,7 +108,8 @@ class SaleScreen(TillScreen):
             self._last_line()
         elif self.till.shopper is not None:
             shopper = self.till.shopper
-            self.say(f"Shopper: {shopper.first_name or 'gift card'} •••• {shopper.last4}", "ok")
+            who = f"{shopper.first_name} " if shopper.first_name else ""
+            self.say(f"Shopper: {who}•••• {shopper.last4}", "ok")
 
     def _found(self, text: str, products: list[dict]) -> None:
         exact = [p for p in products if str(p.get("sku", "")).lower() == text.lower()]

@@ -83,6 +83,8 @@ class TenderScreen(TillScreen):
         field = self.query_one("#amount", Input)
         field.value = f"{self.remaining / 100:.2f}" if self.remaining else ""
         field.focus()
+        # Selected, so what the cashier types (the note handed over) replaces it.
+        field.select_all()
 
     def refresh_from_till(self) -> None:
         super().refresh_from_till()
@@ -106,7 +108,12 @@ class TenderScreen(TillScreen):
             big.set_classes("change")
         else:
             due.update(
-                Text(f"TOTAL {money(self.total, self.currency)}   REMAINING TO PAY", style="bold")
+                Text(
+                    f"TOTAL {money(self.total, self.currency)}   "
+                    f"PAID {money(self._paid(), self.currency)}   "
+                    f"REMAINING {money(self.remaining, self.currency)}",
+                    style="bold",
+                )
             )
             big.update(digits(self.remaining, self.currency))
             big.set_classes("remaining")
@@ -158,8 +165,7 @@ class TenderScreen(TillScreen):
 
     def action_split(self) -> None:
         """After a refusal for too low a balance: take what the card holds, leave the rest."""
-        shopper = self.till.shopper
-        balance = getattr(shopper, "balance_minor", 0) or 0
+        balance = getattr(self.till.shopper, "balance_minor", 0) or 0
         if self.result is not None or balance <= 0:
             return
         from pos_client.till import Tender
@@ -181,7 +187,9 @@ class TenderScreen(TillScreen):
             self.tenders = [t for t in self.tenders if t.type != "card_balance"]
             self.refresh_from_till()
             self._reset_amount()
-            balance = getattr(self.till.shopper, "balance_minor", None)
+            balance = (exc.details.get("balance") or {}).get("amount")
+            if balance is None:
+                balance = getattr(self.till.shopper, "balance_minor", None)
             self.say(
                 f"Not enough on the card: its balance is {money(balance, self.currency)}. "
                 f"F6: pay {money(balance, self.currency)} from the card and the rest by "

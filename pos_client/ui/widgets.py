@@ -34,7 +34,8 @@ class StatusBar(Static):
         line.append(f"  queue {queue}", style="bold yellow" if queue else "dim")
         cashier = getattr(till, "cashier", None)
         if cashier:
-            line.append(f"  {cashier.get('first_name') or cashier.get('name') or ''}", "bold")
+            name = cashier.get("first_name") or (cashier.get("name") or "").split(" ")[0]
+            line.append(f"  {name}", "bold")
         shift = getattr(till, "shift", None)
         if shift:
             line.append(f" · shift {shift.get('id')}", style="dim")
@@ -101,19 +102,26 @@ class ShopperPanel(Static):
             self.update(Text("No shopper\n\nTap, scan or type a card number.", style="dim"))
             return
         text = Text()
-        name = getattr(shopper, "first_name", None) or "Gift card"
-        text.append(f"{name}\n", style="bold")
-        via = getattr(shopper, "identified_by", None) or "card"
         last4 = getattr(shopper, "last4", None)
+        name = getattr(shopper, "first_name", None)
+        text.append(f"{name or 'Card'}\n", style="bold")
+        via = getattr(shopper, "identified_by", None) or "card"
         text.append(f"•••• {last4}  " if last4 else "", style="dim")
         text.append(f"via {VIA.get(str(via), 'card')}\n\n", style="dim")
+        balance = getattr(shopper, "balance_minor", None)
         text.append("Balance ")
-        text.append(f"{money(getattr(shopper, 'balance_minor', None), currency)}\n", "bold green")
+        if balance is None:
+            text.append("unknown (offline)\n", "bold yellow")
+        else:
+            text.append(f"{money(balance, currency)}\n", "bold green")
         stars = getattr(shopper, "stars", None)
         text.append(f"Stars   {stars if stars is not None else '—'}\n")
         held = getattr(shopper, "held_minor", 0) or 0
         if held:
             text.append(f"Held    {money(held, currency)}\n", style="yellow")
+        if getattr(shopper, "offline", False):
+            left = getattr(shopper, "allowance_left_minor", None) or 0
+            text.append(f"Offline: card pays up to {money(left, currency)}\n", "bold yellow")
         status = getattr(shopper, "status", "active")
         if status and status != "active":
             text.append(f"\n{status.upper()}", style="bold white on red")

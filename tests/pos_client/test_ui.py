@@ -1,0 +1,212 @@
+"""The cashier's terminal screen, driven as a cashier drives it: Textual's test driver renders
+the real screens and presses the keys, the real Till talks to a live server process, and what
+the tests read is the rendered screen itself.
+
+With OMNICARD_POS_SCREENSHOTS set to a folder, the sale and tender screens are also saved
+there as SVG (scripts/pos-screenshots turns them into docs/pos-sale.png and docs/pos-tender.png).
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+import time
+
+import pytest
+
+from pos_client import config as till_config
+from pos_client.till import Tender, Till
+from pos_client.ui import TillApp
+from pos_client.ui.desk import RefundScreen
+from pos_client.ui.sale import SaleScreen
+from pos_client.ui.tender import TenderScreen
+
+SIZE = (100, 32)
+#: Rich draws a terminal cell 12.2 units wide in its SVG (0.61 of its 20-unit font).
+CELL_W = 12.2
+_TEXT = re.compile(
+    r'<text class="[^"]*" x="([\d.]+)" y="[\d.]+" textLength="[\d.]+" '
+    r'clip-path="url\(#[\w-]+-line-(\d+)\)">([^<]*)</text>'
+)
+
+
+def screen_text(app) -> str:
+    """The screen as the cashier sees it, one string per terminal row, from the rendering."""
+    rows: dict[int, list[str]] = {}
+    for x, row, body in _TEXT.findall(app.export_screenshot()):
+        line = rows.setdefault(int(row), [" "] * SIZE[0])
+        column = round(float(x) / CELL_W)
+        for i, char in enumerate(html.unescape(body).replace("\xa0", " ")):
+            if column + i < len(line):
+                line[column + i] = char
+    return "\n".join("".join(rows.get(r, [])).rstrip() for r in range(max(rows, default=0) + 1))
+
+
+async def settle(pilot) -> None:
+    """Until the Till's calls the keys started have answered and the screen has redrawn."""
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def type_in(pilot, text: str) -> None:
+    """Typed as a cashier (or a keyboard-wedge scanner) types: a key per character, Enter."""
+    await pilot.press(*text, "enter")
+    await settle(pilot)
+
+
+async def until_shown(pilot, text: str, timeout_s: float = 10.0) -> str:
+    """Bounded wait for something another process causes (no key is pressed meanwhile)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        shown = screen_text(pilot.app)
+        if text in shown:
+            return shown
+        assert time.monotonic() < deadline, f"{text!r} never showed:\n{shown}"
+        await pilot.pause(0.05)
+
+
+def screenshot(app, name: str) -> None:
+    folder = os.environ.get("OMNICARD_POS_SCREENSHOTS")
+    if folder:
+        app.save_screenshot(f"{name}.svg", folder)
+
+
+def money_text(minor: int) -> str:
+    return f"${minor // 100}.{minor % 100:02d}"
+
+
+@pytest.fixture
+def till(config_path):
+    till = Till(till_config.load(config_path), hardware=False)
+    till.start()
+    yield till
+    till.stop()
+
+
+@pytest.fixture
+def open_till(world, till):
+    """A till with its cashier signed in and the shift open, before the screen starts."""
+    till.sign_in(world.staff_code, world.pin)
+    till.open_shift(10_000)
+    return till
+
+
+@pytest.mark.asyncio
+async def test_a_sale_paid_from_the_card_with_a_top_up_from_the_phone_shown_live(world, till):
+    ada = world.shopper(load_minor=2000)
+    latte, mug = 445, 1250
+    app = TillApp(till)
+    async with app.run_test(size=SIZE) as pilot:
+        assert "sign in" in screen_text(app)
+        await type_in(pilot, world.staff_code)
+        await type_in(pilot, world.pin)
+        shown = screen_text(app)
+        assert "Open the shift" in shown and world.pin not in shown  # the PIN stays masked
+
+        await type_in(pilot, "100")
+        assert isinstance(app.screen, SaleScreen)
+        assert f"Grace · shift {till.shift['id']}" in screen_text(app)
+
+        # Scanned as a keyboard-wedge scanner types: the digits, then Enter.
+        await type_in(pilot, world.barcodes["latte"])
+        await type_in(pilot, world.barcodes["mug"])
+        await type_in(pilot, ada.number)
+        shown = screen_text(app)
+        assert re.search(r"Latte \w+ +1 +\$4\.45 +\$4\.45", shown), shown
+        assert re.search(r"Mug \w+ +1 +\$12\.50 +\$12\.50", shown), shown
+        assert f"TOTAL {money_text(latte + mug)}" in shown
+        assert f"•••• {ada.number[-4:]}" in shown and "Balance $20.00" in shown
+
+        # Ada tops up from her phone while she waits: no key is pressed, the panel follows.
+        world.top_up(ada.token, ada.card_id, 1000, via_server=True)
+        shown = await until_shown(pilot, "Balance $30.00")
+        screenshot(app, "pos-sale")
+
+        await pilot.press("f2")
+        assert isinstance(app.screen, TenderScreen)
+        assert f"TOTAL {money_text(latte + mug)}" in screen_text(app)
+        await pilot.press("f2")  # the card balance pays what remains
+        await settle(pilot)
+        shown = screen_text(app)
+        sale_number = till.last_receipt["number"]
+        assert f"Paid {sale_number}. Receipt printed." in shown, shown
+        assert f"Balance {money_text(3000 - latte - mug)}" in shown
+
+        await pilot.press("enter")  # next sale
+        await pilot.pause()
+        assert isinstance(app.screen, SaleScreen)
+        assert "TOTAL $0.00" in screen_text(app)
+
+    printed = (till.config.state_dir / "receipts.bin").read_bytes()
+    assert sale_number.encode() in printed
+    assert world.sale_count() == 1
+    assert world.balance(ada.card_id) == 3000 - latte - mug
+    world.verify_ledger()
+
+
+@pytest.mark.asyncio
+async def test_too_low_a_balance_offers_the_balance_from_the_card_and_the_rest_in_cash(
+    world, open_till
+):
+    bo = world.shopper(load_minor=1000, name="Bo")
+    total = 445 + 1250
+    app = TillApp(open_till)
+    async with app.run_test(size=SIZE) as pilot:
+        assert isinstance(app.screen, SaleScreen)  # signed in with a shift: straight to selling
+        await type_in(pilot, world.barcodes["latte"])
+        await type_in(pilot, world.barcodes["mug"])
+        await type_in(pilot, bo.number)
+        await pilot.press("f2", "f2")
+        await settle(pilot)
+        shown = screen_text(app)
+        assert "Not enough on the card: its balance is $10.00." in shown, shown
+        assert "F6: pay $10.00 from the card" in shown
+        assert world.sale_count() == 0 and world.balance(bo.card_id) == 1000
+
+        await pilot.press("f6")  # $10.00 from the card; the rest remains to pay
+        await pilot.pause()
+        assert "PAID $10.00   REMAINING $6.95" in screen_text(app)
+        # The amount field holds what remains, selected: the $20 note handed over replaces it,
+        # and Enter takes it as cash.
+        await type_in(pilot, "20")
+        shown = screen_text(app)
+        assert "PAID $16.95 — CHANGE" in shown, shown
+        assert app.screen.result.change_minor == 2000 - (total - 1000)
+        screenshot(app, "pos-tender")
+
+    (sale,) = world.sales()
+    assert sale[1] == total and world.balance(bo.card_id) == 0
+    world.verify_ledger()
+
+
+@pytest.mark.asyncio
+async def test_a_refund_of_the_chosen_line_of_one_of_the_days_sales(world, open_till):
+    cy = world.shopper(load_minor=3000, name="Cy")
+    open_till.scan(world.barcodes["latte"])
+    open_till.scan(world.barcodes["mug"])
+    open_till.scan(cy.number)
+    sold = open_till.pay([Tender("card_balance", None)]).sale
+    assert world.balance(cy.card_id) == 3000 - 1695
+
+    app = TillApp(open_till)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f9")
+        await settle(pilot)
+        assert isinstance(app.screen, RefundScreen)
+        assert sold["number"] in screen_text(app)
+        await pilot.press("enter")  # open the sale
+        await pilot.pause()
+        await pilot.press("down", "space")  # mark the mug
+        await pilot.pause()
+        assert re.search(r"✔ +Mug", screen_text(app)), screen_text(app)
+        await pilot.press("f3")
+        await settle(pilot)
+        assert isinstance(app.screen, SaleScreen)
+        assert f"Refunded $12.50 of {sold['number']}. Receipt printed." in screen_text(app)
+
+    assert world.balance(cy.card_id) == 3000 - 445
+    refund_number = open_till.last_receipt["number"]
+    assert refund_number.startswith("R-")
+    assert refund_number.encode() in (open_till.config.state_dir / "receipts.bin").read_bytes()
+    world.verify_ledger()
