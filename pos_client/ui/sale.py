@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import DataTable, Input, Label, OptionList, Static
+from textual.widgets import DataTable, Digits, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from pos_client.ui.base import TillDialog, TillScreen
@@ -46,7 +46,9 @@ class SaleScreen(TillScreen):
         with Horizontal(id="main"):
             with Vertical(id="left"):
                 yield DataTable(id="lines", cursor_type="row", zebra_stripes=True)
-                yield Static(id="total")
+                with Horizontal(id="totals"):
+                    yield Static(id="total")
+                    yield Digits(id="total_big")
             yield ShopperPanel(id="shopper")
         yield Input(id="scan", placeholder="Scan or type a barcode, card number, SKU or name")
         yield from self.compose_footer()
@@ -85,6 +87,10 @@ class SaleScreen(TillScreen):
         total = Text(f"{items} item{'s' if items != 1 else ''}   ", style="dim")
         total.append(f"TOTAL {money(till.sale.total_minor, currency)}", style="bold")
         self.query_one("#total", Static).update(total)
+        # Big, for the shopper across the counter as much as for the cashier.
+        self.query_one("#total_big", Digits).update(
+            money(till.sale.total_minor, currency).replace(",", "")
+        )
         self.query_one(ShopperPanel).show(till.shopper, currency)
 
     # -- the scan/search input ----------------------------------------------------------------

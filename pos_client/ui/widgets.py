@@ -15,9 +15,13 @@ VIA = {"nfc": "NFC", "tap": "NFC", "nfc_uid": "NFC", "pay_code": "pay code", "co
 
 def _device(label: str, status: str | None) -> Text:
     status = status or "none"
-    ok = status in ("ready", "ok", "online")
     text = Text(f"{label} ", style="dim")
-    text.append("ok" if ok else status[:14], style="green" if ok else "bold yellow")
+    if status in ("ready", "ok", "online"):
+        text.append("ok", style="green")
+    elif status == "none":  # not fitted to this till: nothing for the cashier to fix
+        text.append("none", style="dim")
+    else:
+        text.append(status[:14], style="bold yellow")
     return text
 
 
