@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import os
 import re
+import socket
 import time
 
 import pytest
@@ -210,3 +211,112 @@ async def test_a_refund_of_the_chosen_line_of_one_of_the_days_sales(world, open_
     assert refund_number.startswith("R-")
     assert refund_number.encode() in (open_till.config.state_dir / "receipts.bin").read_bytes()
     world.verify_ledger()
+
+
+@pytest.mark.asyncio
+async def test_a_card_frozen_while_its_shopper_waits_is_refused_and_the_screen_says_so(
+    world, open_till
+):
+    di = world.shopper(load_minor=3000, name="Di")
+    app = TillApp(open_till)
+    async with app.run_test(size=SIZE) as pilot:
+        await type_in(pilot, world.barcodes["latte"])
+        await type_in(pilot, di.number)
+        lost = world.call("POST", f"/v1/cards/{di.card_id}/report-lost", di.token)
+        assert lost.status_code == 200, lost.json
+        await pilot.press("f2", "f2")
+        await settle(pilot)
+        shown = screen_text(app)
+        assert "This card is FROZEN: it cannot pay. Take cash or a bank card." in shown, shown
+        assert "REMAINING $4.45" in shown  # the card's tender is dropped; the sale waits
+        assert isinstance(app.screen, TenderScreen) and app.screen.tenders == []
+    assert world.sale_count() == 0
+
+
+@pytest.mark.asyncio
+async def test_a_printer_that_refuses_leaves_the_sale_made_and_the_reprint_key_says_why(
+    world, tmp_path
+):
+    with socket.socket() as closed:  # a port nothing listens on: the printer is off
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    path = tmp_path / "pos.toml"
+    path.write_text(world.config_text(tmp_path / "state", printer=f"network:127.0.0.1:{port}"))
+    till = Till(till_config.load(path), hardware=False)
+    till.start()
+    try:
+        till.sign_in(world.staff_code, world.pin)
+        till.open_shift(10_000)
+        app = TillApp(till)
+        async with app.run_test(size=SIZE) as pilot:
+            await type_in(pilot, world.barcodes["mug"])
+            await pilot.press("f2")
+            await type_in(pilot, "20")  # cash
+            shown = screen_text(app)
+            assert "Receipt NOT printed" in shown and "F10 reprints." in shown, shown
+            assert "CHANGE" in shown
+            await pilot.press("f10")
+            await settle(pilot)
+            assert "The receipt was not printed" in screen_text(app)
+    finally:
+        till.stop()
+    assert world.sale_count() == 1
+
+
+@pytest.mark.asyncio
+async def test_a_top_up_in_cash_at_the_till(world, open_till):
+    ed = world.shopper(load_minor=500, name="Ed")
+    app = TillApp(open_till)
+    async with app.run_test(size=SIZE) as pilot:
+        await type_in(pilot, ed.number)
+        await pilot.press("f6")
+        await pilot.pause()
+        assert "Balance now $5.00" in screen_text(app)
+        await pilot.press(*"15", "f3")
+        await settle(pilot)
+        assert isinstance(app.screen, SaleScreen)
+        assert "Loaded. Balance $20.00." in screen_text(app)
+    assert world.balance(ed.card_id) == 2000
+    world.verify_ledger()
+
+
+@pytest.mark.asyncio
+async def test_binding_an_nfc_tag_with_the_shoppers_pay_code(world, open_till):
+    fay = world.shopper(load_minor=500, name="Fay")
+    code = world.call("POST", "/v1/me/pay-codes", fay.token, {}).json["code"]
+    app = TillApp(open_till)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f8")
+        await type_in(pilot, "04a1b2c3d4e5f6")
+        await type_in(pilot, code)
+        assert "NFC card bound." in screen_text(app)
+    assert open_till.identify(nfc_uid="04A1B2C3D4E5F6").card_id == fay.card_id
+
+
+@pytest.mark.asyncio
+async def test_closing_the_shift_shows_the_report_then_signs_out(world, open_till):
+    open_till.scan(world.barcodes["latte"])
+    open_till.pay([Tender("cash", None, given_minor=500)])
+    app = TillApp(open_till)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f11")
+        await type_in(pilot, "104.45")
+        shown = screen_text(app)
+        assert re.search(r"Expected cash +\$104\.45", shown), shown
+        assert re.search(r"Difference +\$0\.00", shown)
+        assert "Shift closed; the report is printed." in shown
+        await pilot.press("enter")
+        await pilot.pause()
+        assert "sign in" in screen_text(app)
+    assert open_till.cashier is None
+
+
+@pytest.mark.asyncio
+async def test_the_sale_screen_keeps_every_key_and_the_shift_in_sight_at_80_by_24(world, open_till):
+    app = TillApp(open_till)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await type_in(pilot, world.barcodes["latte"])
+        shown = screen_text(app)
+        for key in ("F2  Pay", "F4  Qty", "F9  Refund", "F11  Close shift", "F12  Sign out"):
+            assert key in shown, shown
+        assert f"shift {open_till.shift['id']}" in shown and "TOTAL $4.45" in shown
