@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
 
 import marshmallow as ma
@@ -85,12 +86,15 @@ class SaleRequestSchema(Schema):
     tenders = List(ma.fields.Nested(TenderRequestSchema), required=True, min_items=1, max_items=10)
 
 
-class SaleLineSchema(Schema):
+class ReceiptLineSchema(Schema):
     sku = ma.fields.String()
     name = ma.fields.String()
     quantity = ma.fields.Integer()
     unit_price = ma.fields.Nested(MoneyOutSchema)
     line_total = ma.fields.Nested(MoneyOutSchema)
+
+
+class SaleLineSchema(ReceiptLineSchema):
     stars_earned = ma.fields.Integer()
     refunded_quantity = ma.fields.Integer()
 
@@ -122,12 +126,19 @@ class SaleSchema(Schema):
     )
     stars_earned = ma.fields.Integer()
     created_at = ma.fields.DateTime()
-    receipt = ma.fields.Nested(ReceiptLinkSchema)
+    receipt = ma.fields.Nested(
+        ReceiptLinkSchema,
+        allow_none=True,
+        metadata={"description": "None only for sales rung up before receipts were kept."},
+    )
 
 
 class SalesOfDayArgsSchema(PageArgsSchema):
     date = ma.fields.Date(
-        load_default=None, metadata={"description": "The UTC day, `YYYY-MM-DD`; today if omitted."}
+        load_default=None,
+        # The last day of the calendar has no next day to end it.
+        validate=ma.validate.Range(max=datetime.date.max - datetime.timedelta(days=1)),
+        metadata={"description": "The UTC day, `YYYY-MM-DD`; today if omitted."},
     )
 
 
@@ -136,18 +147,20 @@ class SalePageSchema(Schema):
     next_cursor = ma.fields.String(allow_none=True)
 
 
-def receipt_link(receipt: Receipt) -> dict:
+def receipt_link(receipt: Receipt | None) -> dict | None:
+    if receipt is None:
+        return None
     return {
         "id": receipt.id,
         "url": url_for("receipt_pages.receipt_page", receipt_id=receipt.id, _external=True),
     }
 
 
-def sale_body(sale: Sale, receipt: Receipt, card_balance: int | None = None) -> dict:
+def sale_body(sale: Sale, receipt: Receipt | None, card_balance: int | None = None) -> dict:
     """The sale as the till shows it; ``card_balance`` is the card's balance after the sale,
     as its receipt says unless given."""
     c = sale.currency
-    if card_balance is None and receipt.body["card"] is not None:
+    if card_balance is None and receipt is not None and receipt.body["card"] is not None:
         card_balance = receipt.body["card"]["balance_after"]["amount"]
     return {
         "id": sale.id,
@@ -158,15 +171,8 @@ def sale_body(sale: Sale, receipt: Receipt, card_balance: int | None = None) -> 
         "card_id": sale.card_id,
         "customer_id": sale.customer_id,
         "lines": [
-            {
-                "sku": line.sku,
-                "name": line.name,
-                "quantity": line.quantity,
-                "unit_price": money(line.unit_price_minor, c),
-                "line_total": money(line.line_total_minor, c),
-                "stars_earned": line.stars_earned,
-                "refunded_quantity": line.refunded_quantity,
-            }
+            receipts.line_body(line, c)
+            | {"stars_earned": line.stars_earned, "refunded_quantity": line.refunded_quantity}
             for line in sale.lines
         ],
         "total": money(sale.total_minor, c),
@@ -255,7 +261,7 @@ class Sales(MethodView):
         )
         shown = page[: args["limit"]]
         receipts_of = receipts.sale_receipts(s, [sale.id for sale in shown])
-        items = [sale_body(sale, receipts_of[sale.id]) for sale in shown]
+        items = [sale_body(sale, receipts_of.get(sale.id)) for sale in shown]
         more = len(page) > args["limit"]
         return {"items": items, "next_cursor": str(shown[-1].id) if more else None}
 
@@ -269,7 +275,7 @@ class SaleView(MethodView):
         """A sale of this till's store."""
         s = session()
         sale = sales.sale_in_store(s, sale_id, current_principal().store_id)
-        return sale_body(sale, receipts.sale_receipts(s, [sale.id])[sale.id])
+        return sale_body(sale, receipts.sale_receipts(s, [sale.id]).get(sale.id))
 
 
 class RefundRequestSchema(Schema):
@@ -358,14 +364,6 @@ class SaleRefunds(MethodView):
 class StoreNameSchema(Schema):
     name = ma.fields.String()
     address = ma.fields.String()
-
-
-class ReceiptLineSchema(Schema):
-    sku = ma.fields.String()
-    name = ma.fields.String()
-    quantity = ma.fields.Integer()
-    unit_price = ma.fields.Nested(MoneyOutSchema)
-    line_total = ma.fields.Nested(MoneyOutSchema)
 
 
 class ReceiptCardSchema(Schema):

@@ -18,7 +18,7 @@ from app.core.errors import NotFound
 from app.core.schemas import money
 from app.customers.models import Customer
 from app.ledger import services as ledger
-from app.sales.models import Receipt, Refund, Sale
+from app.sales.models import Receipt, Refund, Sale, SaleLine
 from app.sales.rules import number
 from app.shifts.services import first_name
 from app.stores.models import Device, Store
@@ -27,6 +27,16 @@ from app.stores.models import Device, Store
 class ReceiptNotFound(NotFound):
     code = "receipt_not_found"
     message = "No such receipt."
+
+
+def line_body(line: SaleLine, currency: str) -> dict:
+    return {
+        "sku": line.sku,
+        "name": line.name,
+        "quantity": line.quantity,
+        "unit_price": money(line.unit_price_minor, currency),
+        "line_total": money(line.line_total_minor, currency),
+    }
 
 
 def new_id() -> str:
@@ -80,16 +90,7 @@ def for_sale(
         "sale_number": number("S", sale.id),
         **_heading(s, sale.store_id, sale.device_id, sale.cashier_id),
         "currency": c,
-        "lines": [
-            {
-                "sku": line.sku,
-                "name": line.name,
-                "quantity": line.quantity,
-                "unit_price": money(line.unit_price_minor, c),
-                "line_total": money(line.line_total_minor, c),
-            }
-            for line in sale.lines
-        ],
+        "lines": [line_body(line, c) for line in sale.lines],
         "total": money(sale.total_minor, c),
         "tenders": [{"type": t.type, "amount": money(t.amount_minor, c)} for t in sale.tenders],
         "cash_given": money(given_minor, c) if cash else None,

@@ -69,9 +69,11 @@ def make_sale(
     lines: list[tuple[str, int]],
     tenders: list[tuple[str, int]],
     given: list[int | None] | None = None,
+    offline: bool = False,
 ) -> SaleOutcome:
     """``given``: for each tender, the cash the shopper handed over when it was more than the
-    tender's amount (None: exact).
+    tender's amount (None: exact). ``offline``: rung up at a till that could not reach us,
+    sent now (its receipt says so).
 
     Raises UnknownSku, CurrencyMismatch, NothingToPay, TendersDoNotMatchTotal, CashGivenShort,
     CardRequired, CustomerNotIdentified, PayCodeInvalid, CardFrozen, NfcLimitExceeded,
@@ -175,7 +177,7 @@ def make_sale(
         after = cards.card_balance(s, card)
     before = after + from_card if after is not None else None
     receipt = receipts.for_sale(
-        s, sale, card=card, card_balance_after=after, balances=posted.balances
+        s, sale, card=card, card_balance_after=after, balances=posted.balances, offline=offline
     )
 
     if card is not None:

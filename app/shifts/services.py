@@ -7,6 +7,8 @@ sells without one (the till program asks for a shift before it sells).
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -90,18 +92,24 @@ def close_shift(s: Session, principal: Principal, shift_id: int, counted_minor: 
         raise ShiftNotFound()
     if shift.status != "open":
         raise ShiftClosed()
+    # The row lock taken above waits for the sales, refunds and top-ups that share-locked the
+    # shift to join it (open_shift_id), and makes later ones find it closed: the report counts
+    # all that joined, and nothing joins after.
+    closed_at = utcnow()
+    report = _report(s, shift, closed_at, principal.staff_id, counted_minor)
     shift.status = "closed"
-    shift.closed_at = utcnow()
+    shift.closed_at = closed_at
     shift.closed_by_id = principal.staff_id
     shift.counted_minor = counted_minor
-    s.flush()  # the shift is closed before it is counted: nothing more joins it
-    shift.report = _report(s, shift)
+    shift.report = report
     s.flush()
     auth.revoke(s, principal.token_id)
     return shift
 
 
-def _report(s: Session, shift: Shift) -> dict:
+def _report(
+    s: Session, shift: Shift, closed_at: datetime, closed_by_id: int, counted_minor: int
+) -> dict:
     sales = rules.Tally(rules.SALE_TENDERS)
     sale_rows = s.scalars(select(Sale).where(Sale.shift_id == shift.id).order_by(Sale.id))
     for sale in sale_rows:
@@ -130,16 +138,16 @@ def _report(s: Session, shift: Shift) -> dict:
         "store": {"name": store.name, "address": store.address},
         "till": s.get(Device, shift.device_id).name,
         "cashier": first_name(s.get(Staff, shift.cashier_id)),
-        "closed_by": first_name(s.get(Staff, shift.closed_by_id)),
+        "closed_by": first_name(s.get(Staff, closed_by_id)),
         "opened_at": shift.opened_at.isoformat(),
-        "closed_at": shift.closed_at.isoformat(),
+        "closed_at": closed_at.isoformat(),
         "float": money(shift.float_minor, c),
         "sales": tally(sales),
         "refunds": tally(refunds),
         "top_ups": tally(top_ups),
         "expected_cash": money(expected, c),
-        "counted_cash": money(shift.counted_minor, c),
-        "difference": money(shift.counted_minor - expected, c),
+        "counted_cash": money(counted_minor, c),
+        "difference": money(counted_minor - expected, c),
     }
 
 

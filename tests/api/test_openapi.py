@@ -11,6 +11,9 @@ VALUE_MOVING = {
     ("post", "/v1/cards/{card_id}/report-lost"),
     ("post", "/v1/sales"),
     ("post", "/v1/sales/{sale_id}/refunds"),
+    # A shift moves no money, but the till's count of its drawer must be said once.
+    ("post", "/v1/pos/shifts"),
+    ("post", "/v1/pos/shifts/{shift_id}/close"),
 }
 
 

@@ -9,13 +9,26 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
+from app.auth.models import AuthToken
+from app.auth.principal import Principal
+from app.cards.models import Card
 from app.cards.services import issue_card
 from app.core.headers import PAGE_CSP
+from app.sales import services as sales
 from app.sales.models import Receipt, Sale
 from tests.api import test_sales
-from tests.api.test_sales import Till, assert_error, refund, sold, stars_of, usd
+from tests.api.test_sales import (
+    Till,
+    assert_error,
+    refund,
+    report_lost,
+    sold,
+    spend_stars,
+    stars_of,
+    usd,
+)
 
 # The sales tests' fixtures: a till, a latte and a muffin, a shopper with 20.00 on their card.
 till, latte, muffin, shopper = (
@@ -273,6 +286,71 @@ def test_a_refund_of_a_cash_sale_gives_cash_back_and_shows_no_card(api, till, la
     assert receipt["card"] is None and receipt["stars"] is None
 
 
+def test_a_refund_to_a_lost_cards_replacement_shows_the_replacement(api, db, till, latte, shopper):
+    sale = sold(api, till, [("LATTE", 2)], [("card_balance", 900)], shopper.card_number)
+    replacement = db.get(Card, report_lost(api, shopper, shopper.card_id))
+
+    receipt = receipt_of(api, refund(api, till, sale["id"]).json)
+
+    assert receipt["card"] == {"last4": replacement.number[-4:], "balance_after": usd(2_000)}
+
+
+def test_a_refund_of_a_cash_sale_to_a_known_card_shows_the_cards_balance_unchanged(
+    api, till, latte, shopper
+):
+    sale = sold(api, till, [("LATTE", 1)], [("cash", 450)], shopper.card_number)
+
+    receipt = receipt_of(api, refund(api, till, sale["id"]).json)
+
+    assert receipt["tenders"] == [{"type": "cash", "amount": usd(450)}]
+    assert receipt["card"] == {"last4": shopper.card_number[-4:], "balance_after": usd(2_000)}
+    assert receipt["stars"]["earned"] < 0
+
+
+def test_a_refund_whose_stars_were_spent_shows_all_it_took_back_and_the_balance_left(
+    api, app, db, till, latte, shopper
+):
+    sale = sold(api, till, [("LATTE", 2)], [("card_balance", 900)], shopper.card_number)
+    earned = sale["stars_earned"]
+    spend_stars(app, db, shopper, earned - 3)
+
+    given_back = refund(api, till, sale["id"]).json
+    receipt = receipt_of(api, given_back)
+
+    assert (given_back["stars_taken_back"], given_back["stars_owed"]) == (3, earned - 3)
+    assert receipt["stars"] == {"earned": -earned, "balance": 0}
+
+
+def test_a_sale_replayed_from_an_offline_till_says_so_on_its_receipt(app, db, api, till, latte):
+    token = db.scalar(select(AuthToken).where(AuthToken.device_id == till.device.id))
+    cashier = Principal(
+        "cashier", staff_id=token.staff_id, role="cashier", device_id=till.device.id,
+        device_kind="pos", store_id=till.store.id, token_id=token.id,
+    )  # fmt: skip
+    with app.test_request_context():
+        outcome = sales.make_sale(
+            db, cashier, presented=None, lines=[("LATTE", 1)], tenders=[("cash", 450)],
+            offline=True,
+        )  # fmt: skip
+
+    receipt = api.get(f"/v1/receipts/{outcome.receipt.id}")
+    assert receipt.json["offline"] is True
+    assert "OFFLINE" in api.get(f"/r/{outcome.receipt.id}").get_data(as_text=True)
+
+
+def test_a_sale_from_before_receipts_were_kept_answers_no_receipt(api, db, till, latte):
+    sale = sold(api, till, [("LATTE", 1)], [("cash", 450)])
+    db.execute(delete(Receipt).where(Receipt.sale_id == sale["id"]))
+
+    by_id = api.get(f"/v1/sales/{sale['id']}", token=till.token)
+    listed = api.get("/v1/sales", token=till.token)
+
+    assert by_id.status_code == 200, by_id.json
+    assert by_id.json["receipt"] is None
+    assert by_id.json["card_balance"] is None
+    assert listed.json["items"][0]["receipt"] is None
+
+
 # -- who can read it ---------------------------------------------------------------------------
 
 
@@ -315,6 +393,24 @@ def test_the_receipt_page_is_plain_html_under_the_pages_policy(api, db, till, la
     css = api.get(stylesheet)
     css.close()  # a file sent as it is stays open until the answer is closed
     assert css.status_code == 200 and css.mimetype == "text/css"
+
+
+@pytest.mark.parametrize(
+    "wrong",
+    ["%00", "a%00b", "..%2F..%2Fetc%2Fpasswd", "7" * 5_000, "%C3%A9t%C3%A9", "%FF%FE", "%20"],
+)
+def test_the_receipt_page_answers_a_hostile_id_not_found(api, till, latte, wrong):
+    sold(api, till, [("LATTE", 1)], [("cash", 450)])
+
+    page = api.get(f"/r/{wrong}")
+    as_json = api.get(f"/v1/receipts/{wrong}")
+
+    # (A "/" in it leaves the route: the app's own JSON 404 answers.)
+    assert page.status_code == 404 and "Latte" not in page.get_data(as_text=True)
+    assert as_json.status_code == 404 and as_json.json["error"]["code"] in (
+        "receipt_not_found",
+        "not_found",
+    )
 
 
 def test_the_receipt_page_escapes_what_the_store_named(api, db, world, latte):
@@ -372,7 +468,9 @@ def test_the_days_sales_show_refunded_quantities_and_the_balance_after(api, till
     assert items[0]["receipt"] == sale["receipt"]
 
 
-@pytest.mark.parametrize("date", ["2026-13-01", "yesterday", "2026-12-04T00:00:00", ""])
+@pytest.mark.parametrize(
+    "date", ["2026-13-01", "yesterday", "2026-12-04T00:00:00", "", "9999-12-31", "10000-01-01"]
+)
 def test_a_day_that_is_not_a_date_is_refused(api, till, date):
     assert_error(
         api.get("/v1/sales", token=till.token, query_string={"date": date}),
@@ -391,3 +489,13 @@ def test_every_sale_and_refund_has_exactly_one_receipt(api, db, till, latte):
         .group_by(Receipt.kind)
     ).all()  # fmt: skip
     assert dict(kinds) == {"sale": 1, "refund": 2}
+
+
+@pytest.mark.parametrize("date", ["0001-01-01", "9999-12-30"])
+def test_the_first_and_last_days_of_the_calendar_have_no_sales(api, till, latte, date):
+    sold(api, till, [("LATTE", 1)], [("cash", 450)])
+
+    response = api.get("/v1/sales", token=till.token, query_string={"date": date})
+
+    assert response.status_code == 200, response.json
+    assert response.json == {"items": [], "next_cursor": None}
