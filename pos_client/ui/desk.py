@@ -311,9 +311,9 @@ class CloseShiftScreen(TillScreen):
         if counted is None:
             self.say("Type the cash counted, e.g. 212.40.", "error")
             return
-        self.call(self.till.close_shift, counted, done=self._closed, working="Closing…")
+        self.call(self.till.close_shift, counted, done=self._shift_closed, working="Closing…")
 
-    def _closed(self, shift: dict) -> None:
+    def _shift_closed(self, shift: dict) -> None:
         self.report = shift.get("report") or shift
         self.query_one("#report", Static).update(report_text(self.report))
         self.query_one("#prompt", Label).update("Shift closed. Enter signs out.")
