@@ -10,6 +10,7 @@ from textual.widgets import DataTable, Input, Label, Static
 from pos_client.ui.base import TillDialog, TillScreen
 from pos_client.ui.money import money, parse_money
 from pos_client.ui.start import amount_of
+from pos_client.ui.tender import TENDER_NAMES
 
 
 class _AmountAndTender(TillDialog):
@@ -284,7 +285,10 @@ class RefundScreen(TillScreen):
 class CloseShiftScreen(TillScreen):
     """Count the drawer; the report shows here and prints; Enter signs out."""
 
-    BINDINGS = [Binding("escape", "back", "Back", key_display="Esc")]
+    BINDINGS = [
+        Binding("escape", "back", "Back", key_display="Esc"),
+        Binding("enter", "back", "Sign out", show=False),
+    ]
 
     def __init__(self) -> None:
         super().__init__()
@@ -317,9 +321,9 @@ class CloseShiftScreen(TillScreen):
         self.report = shift.get("report") or shift
         self.query_one("#report", Static).update(report_text(self.report))
         self.query_one("#prompt", Label).update("Shift closed. Enter signs out.")
-        field = self.query_one("#counted", Input)
-        field.disabled = False
-        field.value = ""
+        # Nothing more to type: Enter (or Esc) now signs out, as the screen says.
+        self.query_one("#counted", Input).display = False
+        self.set_focus(None)
         if shift.get("printer_error"):
             self.say(
                 f"Shift closed. Report NOT printed ({shift['printer_error']}). Enter signs out.",
@@ -341,14 +345,13 @@ def report_text(report: dict) -> Text:
     def row(label: str, value, style: str = "") -> None:
         text.append(f"{label:<22}{value}\n", style)
 
-    sales, refunds = report.get("sales", {}), report.get("refunds", {})
-    top_ups = report.get("top_ups", {})
     row("Float", money(amount_of(report.get("float"))))
-    row("Sales", f"{sales.get('count', 0)}  {money(amount_of(sales.get('total')))}")
-    for tender, amount in (sales.get("by_tender") or {}).items():
-        row(f"  {tender}", money(amount_of(amount)), "dim")
-    row("Refunds", f"{refunds.get('count', 0)}  {money(amount_of(refunds.get('total')))}")
-    row("Top-ups", f"{top_ups.get('count', 0)}  {money(amount_of(top_ups.get('total')))}")
+    for label, key in (("Sales", "sales"), ("Refunds", "refunds"), ("Top-ups", "top_ups")):
+        part = report.get(key) or {}
+        row(label, f"{money(amount_of(part.get('total')))}  ({part.get('count', 0)})")
+        for tender, amount in (part.get("by_tender") or {}).items():
+            if amount_of(amount):
+                row(f"  {TENDER_NAMES.get(tender, tender)}", money(amount_of(amount)), "dim")
     row("Expected cash", money(amount_of(report.get("expected_cash"))), "bold")
     row("Counted cash", money(amount_of(report.get("counted_cash"))), "bold")
     difference = amount_of(report.get("difference")) or 0

@@ -44,10 +44,17 @@ def screen_text(app) -> str:
     return "\n".join("".join(rows.get(r, [])).rstrip() for r in range(max(rows, default=0) + 1))
 
 
-async def settle(pilot) -> None:
-    """Until the Till's calls the keys started have answered and the screen has redrawn."""
-    await pilot.app.workers.wait_for_complete()
+async def settle(pilot, timeout_s: float = 15.0) -> None:
+    """Until the Till's calls the keys started (some start as a screen mounts) have answered
+    and the screen has redrawn."""
+    deadline = time.monotonic() + timeout_s
     await pilot.pause()
+    while True:
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        if not any(getattr(screen, "busy", False) for screen in pilot.app.screen_stack):
+            return
+        assert time.monotonic() < deadline, "the till did not answer"
 
 
 async def type_in(pilot, text: str) -> None:
@@ -100,6 +107,7 @@ async def test_a_sale_paid_from_the_card_with_a_top_up_from_the_phone_shown_live
     app = TillApp(till)
     async with app.run_test(size=SIZE) as pilot:
         assert "sign in" in screen_text(app)
+        screenshot(app, "pos-sign-in")
         await type_in(pilot, world.staff_code)
         await type_in(pilot, world.pin)
         shown = screen_text(app)
@@ -201,6 +209,7 @@ async def test_a_refund_of_the_chosen_line_of_one_of_the_days_sales(world, open_
         await pilot.press("down", "space")  # mark the mug
         await pilot.pause()
         assert re.search(r"✔ +Mug", screen_text(app)), screen_text(app)
+        screenshot(app, "pos-refund")
         await pilot.press("f3")
         await settle(pilot)
         assert isinstance(app.screen, SaleScreen)
@@ -272,6 +281,7 @@ async def test_a_top_up_in_cash_at_the_till(world, open_till):
         await pilot.press("f6")
         await pilot.pause()
         assert "Balance now $5.00" in screen_text(app)
+        screenshot(app, "pos-top-up")
         await pilot.press(*"15", "f3")
         await settle(pilot)
         assert isinstance(app.screen, SaleScreen)
@@ -305,6 +315,7 @@ async def test_closing_the_shift_shows_the_report_then_signs_out(world, open_til
         assert re.search(r"Expected cash +\$104\.45", shown), shown
         assert re.search(r"Difference +\$0\.00", shown)
         assert "Shift closed; the report is printed." in shown
+        screenshot(app, "pos-close-shift")
         await pilot.press("enter")
         await pilot.pause()
         assert "sign in" in screen_text(app)
