@@ -268,6 +268,11 @@ class QuantityDialog(TillDialog):
             yield Label("0 removes the line.", classes="hint")
             yield from self.compose_footer()
 
+    def on_mount(self) -> None:
+        field = self.query_one("#quantity", Input)
+        field.focus()
+        field.select_all()  # the new quantity replaces the old one as it is typed
+
     def on_input_submitted(self, event: Input.Submitted) -> None:
         try:
             quantity = int(event.value)

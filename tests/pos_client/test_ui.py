@@ -331,3 +331,42 @@ async def test_the_sale_screen_keeps_every_key_and_the_shift_in_sight_at_80_by_2
         for key in ("F2  Pay", "F4  Qty", "F9  Refund", "F11  Close shift", "F12  Sign out"):
             assert key in shown, shown
         assert f"shift {open_till.shift['id']}" in shown and "TOTAL $4.45" in shown
+
+
+@pytest.mark.asyncio
+async def test_a_wrong_pin_is_refused_on_the_screen_and_typed_again(world, till):
+    app = TillApp(till)
+    async with app.run_test(size=SIZE) as pilot:
+        await type_in(pilot, world.staff_code)
+        await type_in(pilot, "1111")
+        shown = screen_text(app)
+        assert "sign in" in shown and "Open the shift" not in shown
+        assert app.screen.query_one("#pin").value == "" and app.screen.notice.has_class(
+            "notice-error"
+        )
+        await type_in(pilot, world.pin)
+        assert "Open the shift" in screen_text(app)
+    assert till.cashier is not None
+
+
+@pytest.mark.asyncio
+async def test_a_search_picks_from_a_list_and_quantities_change_by_key(world, open_till):
+    app = TillApp(open_till)
+    suffix = world.skus["bagel"].split("-")[1]  # each product of this world carries it
+    async with app.run_test(size=SIZE) as pilot:
+        await type_in(pilot, suffix)
+        shown = screen_text(app)
+        assert f"Bagel {suffix}" in shown and f"Mug {suffix}" in shown  # the pick list
+        while app.screen.query_one("OptionList").highlighted_option.id != world.skus["bagel"]:
+            await pilot.press("down")
+        await pilot.press("enter")
+        await settle(pilot)
+        await pilot.press("f4")
+        await pilot.pause()
+        await type_in(pilot, "3")  # replaces the 1 shown
+        shown = screen_text(app)
+        assert re.search(rf"Bagel {suffix} +3 +\$3\.00 +\$9\.00", shown), shown
+        await pilot.press("f5")  # remove the line
+        await settle(pilot)
+        assert "TOTAL $0.00" in screen_text(app)
+    assert open_till.sale.lines == []
