@@ -66,6 +66,16 @@ class GiftCardDialog(_AmountAndTender):
             yield Input(id="amount", placeholder="amount to load")
             yield from self.compose_footer()
 
+    def refresh_from_till(self) -> None:
+        """A gift card scanned or tapped while this is open is looked up by the Till (as
+        "inactive": not sold yet); its number or UID fills the card field."""
+        super().refresh_from_till()
+        shopper = self.till.shopper
+        field = self.query_one("#card", Input)
+        if shopper is not None and shopper.status == "inactive" and not field.value:
+            field.value = next(iter(shopper.presented.values()), "")
+            self.query_one("#amount", Input).focus()
+
     def action_take(self, tender: str) -> None:
         card = self.query_one("#card", Input).value.replace(" ", "")
         amount = self.amount()
