@@ -37,6 +37,8 @@ def create_app(overrides: dict | None = None) -> Flask:
     from app.customers import api as customers_api
     from app.events import api as events_api
     from app.ledger import cli as ledger_cli
+    from app.offline import api as offline_api
+    from app.offline import cli as offline_cli
     from app.payments import cli as payments_cli
     from app.sales import api as sales_api
     from app.sales import pages as receipt_pages
@@ -45,7 +47,8 @@ def create_app(overrides: dict | None = None) -> Flask:
     from app.system import api as system_api
     from app.webhooks import api as webhooks_api
 
-    for part in (core_cli, ledger_cli, auth_cli, payments_cli, demo, events_api, webhooks_api):
+    clis = (core_cli, ledger_cli, auth_cli, payments_cli, offline_cli, demo)
+    for part in (*clis, events_api, webhooks_api):
         part.init_app(app)
     for module in (
         system_api,
@@ -54,6 +57,7 @@ def create_app(overrides: dict | None = None) -> Flask:
         cards_api,
         sales_api,
         shifts_api,
+        offline_api,
         catalog_api,
         stores_api,
         events_api,

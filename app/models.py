@@ -9,6 +9,7 @@ from app.core.throttle import FailedAttempt
 from app.customers.models import Customer
 from app.events.models import Event, OutboxEntry
 from app.ledger.models import Account, BalanceShard, LedgerTransaction, Posting
+from app.offline.models import OfflineAllowance, OfflineRefusal
 from app.payments.models import TopUp
 from app.sales.models import Receipt, Refund, Sale, SaleLine, SaleTender
 from app.shifts.models import Shift
@@ -30,6 +31,8 @@ __all__ = [
     "FailedAttempt",
     "IdempotencyRecord",
     "LedgerTransaction",
+    "OfflineAllowance",
+    "OfflineRefusal",
     "OutboxEntry",
     "PayCode",
     "Posting",

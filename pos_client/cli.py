@@ -203,7 +203,10 @@ def main(argv: list[str] | None = None) -> int:
         return USAGE
     till = Till(config, hardware=False)
     try:
-        return run(till, args)
+        code = run(till, args)
+        if args.command in MOVES_VALUE and till.online and till.queue_length:
+            till.drain()  # the API answers: what waited from before goes now, in order
+        return code
     except Usage as e:
         emit({"error": {"code": "usage", "message": str(e), "details": {}}})
         return USAGE
@@ -222,8 +225,6 @@ MOVES_VALUE = {"sale", "top-up", "gift-card", "refund", "shift"}
 
 def run(till: Till, args) -> int:
     command = args.command
-    if command in MOVES_VALUE and till.queue_length:
-        till.drain()  # what waits goes first, in order
     if command == "sign-in":
         emit(till.sign_in(args.staff_code, args.pin))
     elif command == "sign-out":
@@ -304,18 +305,26 @@ def _sale(till: Till, args) -> int:
 
 
 def _screen(args) -> int:
-    try:
-        from pos_client.ui import run_screen
-    except ImportError:
-        emit({"error": {"code": "usage", "message": "No screen in this build: give a command "
-                        "(--help lists them).", "details": {}}})  # fmt: skip
-        return USAGE
+    """The cashier's screen (pos_client.ui), on the one Till the subcommands also drive."""
     try:
         config = config_module.load(args.config)
     except ConfigError as e:
         emit({"error": {"code": "config", "message": str(e), "details": {}}})
         return USAGE
-    return run_screen(config) or DONE
+    try:
+        from pos_client.ui import TillApp
+    except ImportError:
+        emit({"error": {"code": "usage", "message": "No screen in this build: give a command "
+                        "(--help lists them).", "details": {}}})  # fmt: skip
+        return USAGE
+    till = Till(config)
+    app = TillApp(till)  # it takes the till's on_change before anything can change
+    till.start()
+    try:
+        app.run()
+    finally:
+        till.stop()
+    return DONE
 
 
 def _sim(args) -> int:

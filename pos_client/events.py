@@ -45,13 +45,13 @@ class EventFollower(threading.Thread):
         self.till = till
         self.last_event_id: str | None = None
         self.connected = False
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
         self._restart = threading.Event()
         self._response = None
         self._lock = threading.Lock()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
         self._close()
         self.join(timeout=5)
 
@@ -72,7 +72,7 @@ class EventFollower(threading.Thread):
         cfg = self.till.config
         timeout = httpx.Timeout(cfg.read_timeout_s + 20, connect=cfg.connect_timeout_s)
         with httpx.Client(base_url=cfg.api_url, timeout=timeout) as client:
-            while not self._stop.is_set():
+            while not self._stopping.is_set():
                 self._restart.clear()
                 token = self.till.token
                 if not token:
@@ -98,7 +98,7 @@ class EventFollower(threading.Thread):
                             if event_id:
                                 self.last_event_id = event_id
                             self._handle(kind, data)
-                            if self._stop.is_set() or self._restart.is_set():
+                            if self._stopping.is_set() or self._restart.is_set():
                                 break
                 except (httpx.HTTPError, OSError, RuntimeError, ValueError):
                     pass  # dropped, refused, closed by stop(): reconnect below
@@ -106,9 +106,9 @@ class EventFollower(threading.Thread):
                     self.connected = False
                     with self._lock:
                         self._response = None
-                if self._stop.is_set() or self._restart.is_set():
+                if self._stopping.is_set() or self._restart.is_set():
                     continue
-                self._stop.wait(backoff)
+                self._stopping.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
 
     def _handle(self, kind: str, data: str) -> None:

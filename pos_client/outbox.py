@@ -34,12 +34,14 @@ CREATE TABLE IF NOT EXISTS requests (
     idempotency_key TEXT NOT NULL UNIQUE,
     token TEXT,
     created_at TEXT NOT NULL,
-    -- pending: to send (again); done: answered 2xx; refused: answered 4xx (kept, shown);
-    -- cancelled: never reached the server (the cashier was told it failed).
+    -- pending: to send (again); done: answered 2xx; refused: answered 4xx on replay (kept,
+    -- shown); rejected: answered 4xx at once; cancelled: never reached the server (the
+    -- cashier was told it failed).
     state TEXT NOT NULL DEFAULT 'pending',
     offline INTEGER NOT NULL DEFAULT 0,
     attempts INTEGER NOT NULL DEFAULT 0,
     claimed_until REAL NOT NULL DEFAULT 0,
+    claimed_pid INTEGER,
     status INTEGER,
     response TEXT,
     local TEXT,
@@ -64,6 +66,7 @@ CREATE TABLE IF NOT EXISTS allowances (
 """
 
 PENDING, DONE, REFUSED, CANCELLED = "pending", "done", "refused", "cancelled"
+REJECTED = "rejected"  # refused at its first attempt, while the cashier waited
 
 
 def now_iso() -> str:
@@ -98,7 +101,7 @@ class Entry:
             "id": self.id, "kind": self.kind, "path": self.path, "state": self.state,
             "offline": self.offline, "attempts": self.attempts, "created_at": self.created_at,
             "idempotency_key": self.idempotency_key, "status": self.status,
-            "error": self.last_error if self.state in (REFUSED, CANCELLED) else None,
+            "error": self.last_error if self.state in (REFUSED, REJECTED, CANCELLED) else None,
             "last_error": self.last_error, "response": self.response, "local": self.local,
         }  # fmt: skip
 
@@ -181,10 +184,11 @@ class Outbox:
                     raise AllowanceExhausted(allowance_id)
             cur = db.execute(
                 "INSERT INTO requests (kind, method, path, body, idempotency_key, token, "
-                "created_at, offline, local, claimed_until) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                "created_at, offline, local, claimed_until, claimed_pid) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (kind, method, path, json.dumps(body), key, token, now_iso(), int(offline),
                  json.dumps(local) if local is not None else None,
-                 time.time() + self.claim_s if claim else 0),
+                 time.time() + self.claim_s if claim else 0, os.getpid()),
             )  # fmt: skip
             return self._get(db, cur.lastrowid)
 
@@ -240,13 +244,16 @@ class Outbox:
             )
             return self._get(db, entry_id)
 
-    def refused(self, entry_id: int, status: int, error: dict) -> Entry:
+    def refused(self, entry_id: int, status: int, error: dict, *, replayed: bool) -> Entry:
+        """The API refused it: kept, and shown in the queue if it was refused on replay (the
+        cashier who made it has moved on); refused at once, the cashier saw it then."""
         with self._tx() as db:
             db.execute(
-                "UPDATE requests SET state = 'refused', status = ?, last_error = ?, "
+                "UPDATE requests SET state = ?, status = ?, last_error = ?, "
                 "answered_at = ?, claimed_until = 0 WHERE id = ?",
-                (status, json.dumps(error), now_iso(), entry_id),
-            )
+                (REFUSED if replayed else REJECTED, status, json.dumps(error), now_iso(),
+                 entry_id),
+            )  # fmt: skip
             return self._get(db, entry_id)
 
     def cancel(self, entry_id: int, reason: str) -> None:
@@ -270,13 +277,16 @@ class Outbox:
         """The oldest pending request nobody is sending, claimed for this process."""
         with self._tx() as db:
             row = db.execute(
-                "SELECT id, claimed_until FROM requests WHERE state = 'pending' ORDER BY id LIMIT 1"
+                "SELECT id, claimed_until, claimed_pid FROM requests WHERE state = 'pending' "
+                "ORDER BY id LIMIT 1"
             ).fetchone()
-            if row is None or row[1] > time.time():
+            if row is None:
+                return None
+            if row[1] > time.time() and row[2] != os.getpid() and _alive(row[2]):
                 return None  # in order: never pass the oldest while someone sends it
             db.execute(
-                "UPDATE requests SET claimed_until = ? WHERE id = ?",
-                (time.time() + self.claim_s, row[0]),
+                "UPDATE requests SET claimed_until = ?, claimed_pid = ? WHERE id = ?",
+                (time.time() + self.claim_s, os.getpid(), row[0]),
             )
             return self._get(db, row[0])
 
@@ -296,7 +306,7 @@ class Outbox:
                 ids = self._db.execute(
                     "SELECT id FROM requests ORDER BY id DESC LIMIT ?", (limit,)
                 ).fetchall()
-            return [self._get(self._db, i) for (i,) in ids]
+            return [self._get(self._db, i) for (i,) in reversed(ids)]
 
     def pending_count(self) -> int:
         with self._lock:
@@ -378,6 +388,20 @@ class Outbox:
     def allowance_released(self, allowance_id: int) -> None:
         with self._tx() as db:
             db.execute("UPDATE allowances SET status = 'released' WHERE id = ?", (allowance_id,))
+
+
+def _alive(pid: int | None) -> bool:
+    """Whether the process that claimed a request still runs (a till killed mid-send leaves
+    its claim behind; the next start must not wait it out)."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class AllowanceExhausted(Exception):

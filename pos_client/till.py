@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -188,6 +189,7 @@ class Till:
         self.printer = printer if printer is not None else make_printer(config)
         self._hardware = hardware
         self._replayer = None
+        self._inputs: queue.Queue | None = None
         self._events = None
         self._load_session()
         self._load_catalog_cache()
@@ -212,6 +214,8 @@ class Till:
                 self.refresh_catalog()
 
     def stop(self) -> None:
+        if self._inputs is not None:
+            self._inputs.put(None)
         for part in (self._events, self._replayer, self.nfc, self.scanner):
             if part is not None and hasattr(part, "stop"):
                 with contextlib.suppress(Exception):  # stopping must not fail the till's exit
@@ -220,48 +224,60 @@ class Till:
         self.outbox.close()
 
     def _open_hardware(self) -> None:
-        """The reader, scanner and printer the config names (pos_client.hardware)."""
+        """The reader and scanner the config names (pos_client.hardware); what they read is
+        handled in order on the till's own input thread, never on theirs."""
         cfg = self.config
+        self._inputs = queue.Queue()
+        threading.Thread(target=self._handle_inputs, name="till-inputs", daemon=True).start()
         if self.nfc is None and cfg.nfc_reader:
             try:
                 from pos_client.hardware.nfc import NfcReader
 
-                self.nfc = NfcReader(cfg.nfc_reader, self._on_tap)
+                self.nfc = NfcReader(
+                    cfg.nfc_reader, lambda tap: self._inputs.put((self.tap, tap)),
+                    on_status=lambda status: self._status("reader_status", status),
+                )  # fmt: skip
                 self.nfc.start()
-            except Exception as e:  # a missing reader never stops the till
-                self.reader_status = f"no reader: {e}"
+            except Exception as e:  # a reader that cannot start never stops the till
+                self._status("reader_status", f"no reader: {e}")
         if self.scanner is None and cfg.scanner_port:
             try:
                 from pos_client.hardware.scanner import Scanner
 
-                self.scanner = Scanner(cfg.scanner_port, self._on_scan, cfg.scanner_baudrate)
+                self.scanner = Scanner(
+                    cfg.scanner_port, lambda code: self._inputs.put((self.scan, code)),
+                    cfg.scanner_baudrate,
+                    on_status=lambda status: self._status("scanner_status", status),
+                )  # fmt: skip
                 self.scanner.start()
             except Exception as e:
-                self.scanner_status = f"no scanner: {e}"
-        self._hardware_status()
-
-    def _hardware_status(self) -> None:
+                self._status("scanner_status", f"no scanner: {e}")
         if self.nfc is not None and hasattr(self.nfc, "status"):
             self.reader_status = str(self.nfc.status)
         if self.scanner is not None and hasattr(self.scanner, "status"):
             self.scanner_status = str(self.scanner.status)
 
-    def _on_tap(self, tap) -> None:
-        self._guarded(self.tap, tap)
+    def _status(self, which: str, status: str) -> None:
+        setattr(self, which, status)
+        self.on_change(which.removesuffix("_status"))
 
-    def _on_scan(self, code: str) -> None:
-        self._guarded(self.scan, code)
-
-    def _guarded(self, action, *args) -> None:
-        """Run an action from a hardware thread: its refusal is shown, never raised there."""
-        try:
-            action(*args)
-        except TillError as e:
-            self.last_error = e
-            self.on_change("error")
-        except OfflineQueued as e:
-            self.last_error = TillError("queued", e.message)
-            self.on_change("error")
+    def _handle_inputs(self) -> None:
+        while True:
+            item = self._inputs.get()
+            if item is None:
+                return
+            action, value = item
+            try:
+                action(value)
+            except TillError as e:
+                self.last_error = e
+                self.on_change("error")
+            except OfflineQueued as e:
+                self.last_error = TillError("queued", e.message)
+                self.on_change("error")
+            except Exception as e:  # noqa: BLE001 - one bad input must not stop the next
+                self.last_error = TillError("error", f"{type(e).__name__}: {e}")
+                self.on_change("error")
 
     # session ------------------------------------------------------------------------------
 
@@ -690,7 +706,6 @@ class Till:
                 )  # fmt: skip
             offline["allowance"] = allowance.token
             use = (allowance.id, card_minor)
-            local["card"] = {"last4": allowance.last4, "balance_after": None}
             if shopper is not None:
                 shopper.allowance_left_minor = left - card_minor
         body = dict(body, offline=offline)
@@ -791,8 +806,9 @@ class Till:
             "tenders": [{"type": t.type, "amount": money(t.amount_minor, c)} for t in tenders],
             "cash_given": money(given, c) if cash else None,
             "change": money(_change(tenders), c) if cash else None,
-            "card": ({"last4": shopper.last4, "balance_after": None}
-                     if shopper is not None and shopper.last4 else None),
+            # The balance after is not known until the server has the sale; the printed
+            # receipt's link (once replayed, a reprint) shows it.
+            "card": None,
             "stars": None, "offline": True,
         }  # fmt: skip
 
@@ -944,7 +960,7 @@ class Till:
             if entry is None:
                 break
             try:
-                answer = self._attempt(entry, claimed=True)
+                answer = self._attempt(entry, replayed=True)
             except Unreachable:
                 break
             except ApiError as e:
@@ -965,7 +981,7 @@ class Till:
             allowance_id = int(entry.path.rstrip("/").split("/")[-2])
             self.outbox.allowance_released(allowance_id)
 
-    def _attempt(self, entry: Entry, *, claimed: bool = True):
+    def _attempt(self, entry: Entry, *, replayed: bool = False):
         """Send one outbox entry and write its answer. A refusal is kept with the entry; no
         answer leaves it pending (to replay with the same key)."""
         token = entry.token or self.token
@@ -995,7 +1011,7 @@ class Till:
             if e.status == 401:
                 self.outbox.failed_attempt(entry.id, e.body()["error"])
             else:
-                self.outbox.refused(entry.id, e.status, e.body()["error"])
+                self.outbox.refused(entry.id, e.status, e.body()["error"], replayed=replayed)
             raise
         self.outbox.answered(entry.id, answer.status, answer.body)
         self._set_online(True)
@@ -1071,18 +1087,18 @@ class Replayer(threading.Thread):
         super().__init__(name="till-replayer", daemon=True)
         self.till = till
         self._wake = threading.Event()
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
 
     def kick(self) -> None:
         self._wake.set()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
         self._wake.set()
         self.join(timeout=5)
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             self._wake.clear()
             if self.till.outbox.pending_count():
                 with contextlib.suppress(Exception):  # the replayer outlives any one error

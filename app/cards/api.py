@@ -12,13 +12,16 @@ from app.cards import schemas
 from app.cards import services as cards
 from app.cards.errors import (
     AmountOutOfRange,
+    CardAlreadySold,
     CardFrozen,
+    CardInactive,
     CardNotFound,
     CurrencyMismatch,
     CustomerNotIdentified,
     InvalidCardDetails,
     InvalidNfcUid,
     NfcUidInUse,
+    NotAGiftCard,
     PayCodeInvalid,
     SameCard,
 )
@@ -27,6 +30,8 @@ from app.core.api import Blueprint
 from app.core.db import session
 from app.core.errors import ValidationFailed
 from app.core.schemas import PageArgsSchema, decode_cursor, money
+from app.customers.models import Customer
+from app.customers.services import stars_balance
 from app.events import changes
 from app.ledger.errors import AccountFrozen, BalanceLimitExceeded, InsufficientFunds
 from app.ledger.models import LedgerTransaction, Posting
@@ -44,7 +49,10 @@ blp = Blueprint(
 
 
 def card_out(card: Card) -> dict:
-    return schemas.card_body(card, cards.card_balance(session(), card), cards.currency())
+    s = session()
+    return schemas.card_body(
+        card, cards.card_balance(s, card), cards.currency(), cards.held_balance(s, card)
+    )
 
 
 def visible_card(card_id: int) -> Card:
@@ -135,7 +143,7 @@ class CardTopUps(MethodView):
                       description="The gateway did not answer in time: the top-up is pending "
                       "and is settled by a retry with the same Idempotency-Key or by "
                       "`flask payments settle`; it is never credited twice.")  # fmt: skip
-    @blp.errors(CardNotFound, CardFrozen, CurrencyMismatch, AmountOutOfRange)
+    @blp.errors(CardNotFound, CardFrozen, CardInactive, CurrencyMismatch, AmountOutOfRange)
     @blp.errors(BalanceLimitExceeded, PaymentDeclined, TopUpNotLoaded, ValidationFailed)
     def post(self, data, card_id):
         """Load money onto a card.
@@ -213,8 +221,8 @@ class CardTransfers(MethodView):
     @blp.idempotent()
     @blp.arguments(schemas.TransferRequestSchema)
     @blp.response(201, schemas.TransferSchema)
-    @blp.errors(CardNotFound, CardFrozen, SameCard, CurrencyMismatch, InsufficientFunds,
-                BalanceLimitExceeded, AccountFrozen)  # fmt: skip
+    @blp.errors(CardNotFound, CardFrozen, CardInactive, SameCard, CurrencyMismatch,
+                InsufficientFunds, BalanceLimitExceeded, AccountFrozen)  # fmt: skip
     def post(self, data, card_id):
         """Move balance from this card to another card of one's own."""
         p = current_principal()
@@ -338,7 +346,7 @@ class TillNfcBindings(MethodView):
     @blp.requires("cashier")
     @blp.arguments(schemas.TillBindNfcSchema)
     @blp.response(200, schemas.CardSchema)
-    @blp.errors(InvalidCardDetails, PayCodeInvalid, TooManyAttempts, CardFrozen,
+    @blp.errors(InvalidCardDetails, PayCodeInvalid, TooManyAttempts, CardFrozen, CardInactive,
                 InvalidNfcUid, NfcUidInUse)  # fmt: skip
     def post(self, data):
         """Bind an NFC card or wristband to the card its holder presents at this till.
@@ -361,7 +369,7 @@ class MyCards(MethodView):
     @blp.requires("customer")
     @blp.arguments(schemas.RegisterCardSchema)
     @blp.response(201, schemas.CardSchema)
-    @blp.errors(InvalidCardDetails, TooManyAttempts)
+    @blp.errors(InvalidCardDetails, TooManyAttempts, CardInactive)
     def post(self, data):
         """Register a physical card (number and security code) to one's account."""
         p = current_principal()
@@ -392,22 +400,60 @@ class MyPayCodes(MethodView):
         return {"code": code, "card_id": card.id, "expires_at": pay_code.expires_at}
 
 
+def holder_of(card: Card) -> dict | None:
+    """What the till shows of the card's holder: a first name and the Stars, nothing more."""
+    if card.customer_id is None:
+        return None
+    customer = session().get(Customer, card.customer_id)
+    return {
+        "first_name": customer.name.split()[0] if customer.name.split() else "",
+        "stars": stars_balance(session(), customer),
+    }
+
+
 @blp.route("/pos/lookups")
 class CardLookup(MethodView):
     @blp.requires("cashier")
     @blp.arguments(schemas.CardLookupRequestSchema)
-    @blp.response(200, schemas.CardSchema)
-    @blp.errors(CustomerNotIdentified, CardFrozen)
+    @blp.response(200, schemas.CardLookupSchema)
+    @blp.errors(CustomerNotIdentified, PayCodeInvalid, CardFrozen)
     def post(self, data):
-        """Find the card a shopper presents (its number or an NFC tag), e.g. to load it.
+        """Find the card a shopper presents (its number, an NFC tag, or the app's pay code,
+        which stays usable), e.g. to load it or show its balance; a gift card not sold yet
+        answers `inactive`, with no balance.
 
         From now on this till's event stream also shows that card's changes, for a while.
         """
         p = current_principal()
-        card, how = cards.identify(session(), **data)
+        card, how = cards.identify(session(), looking=True, **data)
         changes.card_presented(session(), card, device_id=p.device_id, store_id=p.store_id,
                                how=how)  # fmt: skip
-        return card_out(card)
+        return {**card_out(card), "holder": holder_of(card)}
+
+
+@blp.route("/pos/gift-cards")
+class GiftCardSales(MethodView):
+    @blp.requires("cashier")
+    @blp.idempotent()
+    @blp.arguments(schemas.GiftCardSaleRequestSchema)
+    @blp.response(201, schemas.GiftCardSaleSchema)
+    @blp.errors(CustomerNotIdentified, NotAGiftCard, CardAlreadySold, CardFrozen,
+                CurrencyMismatch, AmountOutOfRange, BalanceLimitExceeded)  # fmt: skip
+    def post(self, data):
+        """Sell a gift card from the box: it becomes active and is loaded with what the
+        shopper paid (cash or bank card), together or not at all."""
+        p = current_principal()
+        s = session()
+        card = cards.sell_gift_card(s, **data["card"])
+        cards.check_currency(data["amount"]["currency"])
+        top_up = payments.top_up_at_till(
+            s, card=card, amount=data["amount"]["amount"], tender=data["tender"],
+            store=s.get(Store, p.store_id), device_id=p.device_id, principal=p,
+            idempotency_key=g.idempotency_key,
+        )  # fmt: skip
+        how = "card_number" if "card_number" in data["card"] else "nfc_uid"
+        changes.card_presented(s, card, device_id=p.device_id, store_id=p.store_id, how=how)
+        return {"card": card_out(card), "top_up": top_up_out(top_up, card)}
 
 
 @blp.route("/admin/card-batches")

@@ -64,3 +64,21 @@ class AmountOutOfRange(DomainError):
     code = "amount_out_of_range"
     http_status = 422
     message = "The amount is outside what is allowed."
+
+
+class CardInactive(DomainError):
+    code = "card_inactive"
+    http_status = 409
+    message = "This gift card has not been sold yet."
+
+
+class CardAlreadySold(DomainError):
+    code = "card_already_sold"
+    http_status = 409
+    message = "This gift card has been sold already: top it up instead."
+
+
+class NotAGiftCard(DomainError):
+    code = "not_a_gift_card"
+    http_status = 422
+    message = "Only a physical gift card can be sold at the till."

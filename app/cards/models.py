@@ -18,7 +18,7 @@ class Card(Base):
     __tablename__ = "cards"
     __table_args__ = (
         CheckConstraint("kind IN ('digital','physical')", "kind"),
-        CheckConstraint("status IN ('active','frozen')", "status"),
+        CheckConstraint("status IN ('active','frozen','inactive')", "status"),
         CheckConstraint("NOT is_primary OR customer_id IS NOT NULL", "primary_has_owner"),
         # One primary card per shopper.
         Index(
@@ -40,6 +40,11 @@ class Card(Base):
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
     is_primary: Mapped[bool] = mapped_column(default=False)
     account_id: Mapped[int] = mapped_column(ForeignKey("ledger_accounts.id"), unique=True)
+    #: What offline allowances hold of the card's money (see app.offline), opened with the
+    #: first allowance: money there can be spent only at the till that holds it.
+    held_account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("ledger_accounts.id"), unique=True
+    )
     #: UID of an NFC card or wristband bound to this card.
     nfc_uid: Mapped[str | None] = mapped_column(String(32), unique=True)
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("card_batches.id"))

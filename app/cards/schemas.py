@@ -7,15 +7,22 @@ class CardSchema(Schema):
     id = ma.fields.Integer()
     last4 = ma.fields.String()
     kind = ma.fields.String(metadata={"description": "`digital` or `physical`."})
-    status = ma.fields.String(metadata={"description": "`active` or `frozen`."})
+    status = ma.fields.String(
+        metadata={"description": "`active`, `frozen`, or `inactive` (a gift card not sold yet)."}
+    )
     primary = ma.fields.Boolean()
     registered = ma.fields.Boolean()
     nfc_bound = ma.fields.Boolean()
     balance = ma.fields.Nested(MoneyOutSchema)
+    held = ma.fields.Nested(
+        MoneyOutSchema,
+        metadata={"description": "Set aside for offline tills (not in `balance`): spendable "
+                  "only at those tills until released."},
+    )  # fmt: skip
     replaced_by_id = ma.fields.Integer(allow_none=True)
 
 
-def card_body(card, balance: int, currency: str) -> dict:
+def card_body(card, balance: int, currency: str, held: int = 0) -> dict:
     return {
         "id": card.id,
         "last4": card.last4,
@@ -25,6 +32,7 @@ def card_body(card, balance: int, currency: str) -> dict:
         "registered": card.customer_id is not None,
         "nfc_bound": card.nfc_uid is not None,
         "balance": {"amount": balance, "currency": currency},
+        "held": {"amount": held, "currency": currency},
         "replaced_by_id": card.replaced_by_id,
     }
 
@@ -146,11 +154,50 @@ class ActivityPageSchema(Schema):
 class CardLookupRequestSchema(Schema):
     card_number = Text(validate=ma.validate.Regexp(r"^\d{16}$"))
     nfc_uid = Text(validate=ma.validate.Length(min=8, max=40))
+    pay_code = Text(
+        validate=ma.validate.Regexp(r"^\d{12}$"),
+        metadata={"description": "Looked at, not used up: it can still pay."},
+    )
+
+    @ma.validates_schema
+    def exactly_one(self, data, **kwargs):
+        if len(data) != 1:
+            raise ma.ValidationError("Give exactly one of card_number, nfc_uid, pay_code.")
+
+
+class HolderSchema(Schema):
+    first_name = ma.fields.String()
+    stars = ma.fields.Integer()
+
+
+class CardLookupSchema(CardSchema):
+    holder = ma.fields.Nested(
+        HolderSchema,
+        allow_none=True,
+        metadata={"description": "Who the card belongs to; null for a gift card no one has "
+                  "registered."},
+    )  # fmt: skip
+
+
+class PresentedCardSchema(Schema):
+    card_number = Text(validate=ma.validate.Regexp(r"^\d{16}$"))
+    nfc_uid = Text(validate=ma.validate.Length(min=8, max=40))
 
     @ma.validates_schema
     def exactly_one(self, data, **kwargs):
         if len(data) != 1:
             raise ma.ValidationError("Give exactly one of card_number, nfc_uid.")
+
+
+class GiftCardSaleRequestSchema(Schema):
+    card = ma.fields.Nested(PresentedCardSchema, required=True)
+    amount = ma.fields.Nested(MoneySchema, required=True)
+    tender = Text(required=True, validate=ma.validate.OneOf(["cash", "bank_card"]))
+
+
+class GiftCardSaleSchema(Schema):
+    card = ma.fields.Nested(CardSchema)
+    top_up = ma.fields.Nested(TopUpSchema)
 
 
 class BatchRequestSchema(Schema):

@@ -13,13 +13,16 @@ from app.cards import numbers
 from app.cards.codes import hash_card_code, verify_card_code
 from app.cards.errors import (
     AmountOutOfRange,
+    CardAlreadySold,
     CardFrozen,
+    CardInactive,
     CardNotFound,
     CurrencyMismatch,
     CustomerNotIdentified,
     InvalidCardDetails,
     InvalidNfcUid,
     NfcUidInUse,
+    NotAGiftCard,
     PayCodeInvalid,
     SameCard,
 )
@@ -46,6 +49,7 @@ def issue_card(
     primary: bool = False,
     security_code: str | None = None,
     batch_id: int | None = None,
+    status: str = "active",
 ) -> Card:
     """A new card with its own ledger account, limited to the configured maximum balance."""
     for _ in range(5):
@@ -66,7 +70,7 @@ def issue_card(
     card = Card(
         number=number,
         kind=kind,
-        status="active",
+        status=status,
         customer_id=customer_id,
         is_primary=primary,
         account_id=account.id,
@@ -80,19 +84,32 @@ def issue_card(
 
 
 def issue_batch(s: Session, *, staff_id: int, size: int, note: str = "") -> list[tuple[Card, str]]:
-    """Physical gift cards, unregistered, each with its security code (shown only now)."""
+    """Physical gift cards, unregistered, each with its security code (shown only now).
+
+    They start inactive: a card from the box is worth nothing and does nothing until a till
+    sells it (``sell_gift_card``), so a card taken from the shelf cannot be registered or
+    loaded by whoever took it.
+    """
     batch = CardBatch(size=size, note=note, created_by_staff_id=staff_id)
     s.add(batch)
     s.flush()
     issued = []
     for _ in range(size):
         code = numbers.new_security_code()
-        issued.append((issue_card(s, kind="physical", security_code=code, batch_id=batch.id), code))
+        card = issue_card(
+            s, kind="physical", security_code=code, batch_id=batch.id, status="inactive"
+        )
+        issued.append((card, code))
     return issued
 
 
 def card_balance(s: Session, card: Card) -> int:
     return ledger.balance_of(s, card.account_id)
+
+
+def held_balance(s: Session, card: Card) -> int:
+    """What offline allowances hold of the card's money (not spendable online)."""
+    return ledger.balance_of(s, card.held_account_id) if card.held_account_id else 0
 
 
 def cards_of(s: Session, customer_id: int) -> list[Card]:
@@ -114,6 +131,9 @@ def owned_card(s: Session, card_id: int, customer_id: int) -> Card:
 
 
 def require_active(card: Card) -> None:
+    """Raises CardInactive (a gift card not sold yet), CardFrozen."""
+    if card.status == "inactive":
+        raise CardInactive(card_id=card.id)
     if card.status != "active":
         raise CardFrozen(card_id=card.id)
 
@@ -159,6 +179,8 @@ def register_card(
         else None
     )
     code_ok = verify_card_code(card.security_code_hash if card else None, security_code)
+    if card is not None and code_ok and card.status == "inactive":
+        raise CardInactive()  # only whoever holds the card and its code learns this
     if (
         card is None
         or not code_ok
@@ -261,23 +283,27 @@ def identify(
     card_number: str | None = None,
     nfc_uid: str | None = None,
     pay_code: str | None = None,
+    looking: bool = False,
 ) -> tuple[Card, str]:
     """The card a shopper presents at the till, and how it was presented.
 
-    A pay code is used up here. Raises CustomerNotIdentified, PayCodeInvalid, CardFrozen.
+    A pay code is used up here, unless the till is only ``looking`` (a balance check, which
+    also answers a gift card not sold yet). Raises CustomerNotIdentified, PayCodeInvalid,
+    CardInactive, CardFrozen.
     """
     if pay_code is not None:
         now = utcnow()
-        used = s.execute(
-            update(PayCode)
-            .where(
-                PayCode.code_hash == hash_token(pay_code),
-                PayCode.used_at.is_(None),
-                PayCode.expires_at > now,
-            )
-            .values(used_at=now)
-            .returning(PayCode.card_id)
-        ).scalar()
+        live = (
+            PayCode.code_hash == hash_token(pay_code),
+            PayCode.used_at.is_(None),
+            PayCode.expires_at > now,
+        )
+        if looking:
+            used = s.scalar(select(PayCode.card_id).where(*live))
+        else:
+            used = s.execute(
+                update(PayCode).where(*live).values(used_at=now).returning(PayCode.card_id)
+            ).scalar()
         if used is None:
             raise PayCodeInvalid()
         card, method = s.get(Card, used), "pay_code"
@@ -292,8 +318,40 @@ def identify(
         card, method = None, ""
     if card is None:
         raise CustomerNotIdentified()
-    require_active(card)
+    if not (looking and card.status == "inactive"):
+        require_active(card)
     return card, method
+
+
+def sell_gift_card(
+    s: Session,
+    *,
+    card_number: str | None = None,
+    nfc_uid: str | None = None,
+) -> Card:
+    """Make a gift card from the box active, under its row lock (two tills selling one card
+    sell it once). The caller loads it in the same transaction: sold means paid for.
+
+    Raises CustomerNotIdentified, NotAGiftCard, CardAlreadySold, CardFrozen.
+    """
+    if nfc_uid is not None:
+        normalised = numbers.normalise_nfc_uid(nfc_uid)
+        where = Card.nfc_uid == normalised if normalised else None
+    else:
+        where = Card.number == card_number
+    card = s.scalar(select(Card).where(where).with_for_update()) if where is not None else None
+    if card is None:
+        raise CustomerNotIdentified()
+    if card.kind != "physical":
+        raise NotAGiftCard(card_id=card.id)
+    if card.status == "frozen":
+        raise CardFrozen(card_id=card.id)
+    if card.status != "inactive":
+        raise CardAlreadySold(card_id=card.id)
+    card.status = "active"
+    s.flush()
+    changes.card_status_changed(s, card)
+    return card
 
 
 def check_currency(given: str) -> None:

@@ -73,6 +73,10 @@ def from_environment() -> dict:
         "TOPUP_MAX_MINOR": _int("OMNICARD_TOPUP_MAX_MINOR", 25_000),
         #: The most one sale may take from a card identified by an NFC UID alone.
         "NFC_UID_LIMIT_MINOR": _int("OMNICARD_NFC_UID_LIMIT_MINOR", 2_500),
+        #: Offline allowances (app.offline): the most of a card's balance one till may take
+        #: while it cannot reach the API, set aside on the ledger; and how long it lasts.
+        "OFFLINE_ALLOWANCE_MAX_MINOR": _int("OMNICARD_OFFLINE_ALLOWANCE_MAX_MINOR", 2_500),
+        "OFFLINE_ALLOWANCE_TTL_S": _int("OMNICARD_OFFLINE_ALLOWANCE_TTL_S", 12 * 3600),
         #: Failed guesses allowed before a pause (see app.core.throttle). Only the guesser's
         #: own failures refuse it: a shopper's at card registration (an hour), one account
         #: from one address at login, one staff code at one till (15 minutes). The wider

@@ -36,7 +36,7 @@ def me_body(customer: Customer) -> dict:
         "stars": customers.stars_balance(s, customer),
         "tier": customers.tier_of(customer),
         "cards": [
-            card_body(card, cards.card_balance(s, card), currency)
+            card_body(card, cards.card_balance(s, card), currency, cards.held_balance(s, card))
             for card in cards.cards_of(s, customer.id)
         ],
     }

@@ -6,7 +6,7 @@ import datetime
 import logging
 
 import marshmallow as ma
-from flask import url_for
+from flask import request, url_for
 from flask.views import MethodView
 
 from app.auth.principal import current_principal
@@ -33,6 +33,14 @@ from app.core.schemas import (
 )
 from app.core.types import utcnow
 from app.ledger.errors import AccountFrozen, BalanceLimitExceeded, InsufficientFunds
+from app.offline import services as allowances
+from app.offline.errors import (
+    AllowanceExhausted,
+    AllowanceExpired,
+    AllowanceInvalid,
+    AllowanceRequired,
+    OfflineSaleRefused,
+)
 from app.payments import services as payments
 from app.sales import receipts
 from app.sales import services as sales
@@ -80,10 +88,29 @@ class TenderRequestSchema(Schema):
     )  # fmt: skip
 
 
+class OfflineSaleSchema(Schema):
+    made_at = ma.fields.AwareDateTime(
+        required=True, metadata={"description": "When the till made the sale (its clock)."}
+    )
+    allowance = Text(
+        load_default=None,
+        allow_none=True,
+        validate=ma.validate.Length(min=1, max=1000),
+        metadata={"description": "The offline allowance's `token`: required when a card "
+                  "balance pays; that card is the allowance's."},
+    )  # fmt: skip
+
+
 class SaleRequestSchema(Schema):
     customer = ma.fields.Nested(PresentedSchema, load_default=None)
     lines = List(ma.fields.Nested(LineRequestSchema), required=True, min_items=1, max_items=200)
     tenders = List(ma.fields.Nested(TenderRequestSchema), required=True, min_items=1, max_items=10)
+    offline = ma.fields.Nested(
+        OfflineSaleSchema,
+        load_default=None,
+        metadata={"description": "A sale made at the till while the API could not be "
+                  "reached, replayed now."},
+    )  # fmt: skip
 
 
 class ReceiptLineSchema(Schema):
@@ -222,22 +249,32 @@ class Sales(MethodView):
     @blp.errors(UnknownSku, CurrencyMismatch, NothingToPay, TendersDoNotMatchTotal,
                 CashGivenShort, CardRequired, CustomerNotIdentified, PayCodeInvalid, CardFrozen,
                 NfcLimitExceeded, InsufficientFunds, AccountFrozen)  # fmt: skip
+    @blp.errors(AllowanceRequired, AllowanceInvalid, AllowanceExpired, AllowanceExhausted)
     def post(self, data):
         """Ring up a sale: prices come from the catalog, tenders must cover the total exactly
         (split tender allowed), and an identified shopper earns Stars. Its receipt is
-        written with it: `receipt.url` is the page its QR code opens."""
+        written with it: `receipt.url` is the page its QR code opens.
+
+        A sale made offline and replayed (`offline`) takes its card balance part from the
+        card's offline allowance; a refused one is recorded for the store to look into.
+        """
         for tender in data["tenders"]:
             check_currency(tender["amount"]["currency"])
             if tender["given"] is not None:
                 check_currency(tender["given"]["currency"])
-        outcome = sales.make_sale(
-            session(),
-            current_principal(),
-            presented=data["customer"],
-            lines=[(line["sku"], line["quantity"]) for line in data["lines"]],
-            tenders=[(t["type"], t["amount"]["amount"]) for t in data["tenders"]],
-            given=[t["given"] and t["given"]["amount"] for t in data["tenders"]],
-        )
+        try:
+            outcome = sales.make_sale(
+                session(),
+                current_principal(),
+                presented=data["customer"],
+                lines=[(line["sku"], line["quantity"]) for line in data["lines"]],
+                tenders=[(t["type"], t["amount"]["amount"]) for t in data["tenders"]],
+                given=[t["given"] and t["given"]["amount"] for t in data["tenders"]],
+                offline=data["offline"],
+            )
+        except OfflineSaleRefused as refused:
+            allowances.record_refusal(session(), current_principal(), refused, request.json)
+            raise
         if outcome.card is not None and outcome.card_balance_after is not None:
             _auto_reload(
                 outcome.card.id, outcome.sale.id, outcome.card_balance_before,

@@ -32,6 +32,10 @@ class Sale(Base):
     #: The till's open shift when the sale was rung up, if one was.
     shift_id: Mapped[int | None] = mapped_column(ForeignKey("shifts.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    #: When the till made it, for a sale made offline and replayed later; else None.
+    offline_made_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    #: The offline allowance its card balance part came from, if any.
+    offline_allowance_id: Mapped[int | None] = mapped_column(ForeignKey("offline_allowances.id"))
 
     lines: Mapped[list[SaleLine]] = relationship(order_by="SaleLine.line_no")
     tenders: Mapped[list[SaleTender]] = relationship(order_by="SaleTender.id")

@@ -34,6 +34,7 @@ from app.ledger import services as ledger
 from app.ledger.rules import Leg
 from app.loyalty import rules as loyalty_rules
 from app.loyalty import services as loyalty
+from app.offline import services as allowances
 from app.sales import receipts
 from app.sales.errors import (
     CardRequired,
@@ -69,15 +70,16 @@ def make_sale(
     lines: list[tuple[str, int]],
     tenders: list[tuple[str, int]],
     given: list[int | None] | None = None,
-    offline: bool = False,
+    offline: dict | None = None,
 ) -> SaleOutcome:
     """``given``: for each tender, the cash the shopper handed over when it was more than the
-    tender's amount (None: exact). ``offline``: rung up at a till that could not reach us,
-    sent now (its receipt says so).
+    tender's amount (None: exact). ``offline``: a sale the till made while it could not reach
+    the API, replayed now (see app.offline: its card balance part comes from the card's
+    offline allowance; its receipt says so).
 
     Raises UnknownSku, CurrencyMismatch, NothingToPay, TendersDoNotMatchTotal, CashGivenShort,
     CardRequired, CustomerNotIdentified, PayCodeInvalid, CardFrozen, NfcLimitExceeded,
-    InsufficientFunds."""
+    InsufficientFunds, and app.offline's OfflineSaleRefused."""
     given = given or [None] * len(tenders)
     try:
         change_due(tenders, given)
@@ -93,8 +95,9 @@ def make_sale(
     for price in prices.values():
         cards.check_currency(price.currency)
 
-    card, method = (None, None)
-    if presented:
+    allowed = offline_card(s, principal, offline, presented, tenders)
+    card, method, allowance = allowed or (None, None, None)
+    if presented and allowed is None:
         card, method = cards.identify(s, **presented)
     customer = s.get(Customer, card.customer_id) if card and card.customer_id else None
 
@@ -127,7 +130,8 @@ def make_sale(
 
     legs = [Leg(store.sales_account_id, cart.total_minor, currency)]
     if from_card:
-        legs.append(Leg(card.account_id, -from_card, currency))
+        source = allowances.take(s, allowance, card, from_card) if allowance else card.account_id
+        legs.append(Leg(source, -from_card, currency))
     if paid["cash"]:
         legs.append(Leg(store.cash_account_id, -paid["cash"], currency))
     if paid["bank_card"]:
@@ -158,6 +162,9 @@ def make_sale(
         ledger_transaction_id=posted.transaction_id,
         shift_id=open_shift_id(s, principal.device_id, joining=True),
     )
+    if offline is not None:
+        sale.offline_made_at = offline["made_at"]
+        sale.offline_allowance_id = allowance.id if allowance else None
     s.add(sale)
     s.flush()
     for n, (line, earned) in enumerate(zip(cart.lines, line_stars, strict=True), start=1):
@@ -175,10 +182,11 @@ def make_sale(
     after = posted.balances.get(card.account_id) if card else None
     if card is not None and after is None:
         after = cards.card_balance(s, card)
-    before = after + from_card if after is not None else None
+    before = after + (0 if allowance else from_card) if after is not None else None
     receipt = receipts.for_sale(
-        s, sale, card=card, card_balance_after=after, balances=posted.balances, offline=offline
-    )
+        s, sale, card=card, card_balance_after=after, balances=posted.balances,
+        offline=offline is not None,
+    )  # fmt: skip
 
     if card is not None:
         changes.card_presented(s, card, device_id=principal.device_id, store_id=store.id,
@@ -194,6 +202,20 @@ def make_sale(
         )
     changes.sale_completed(s, sale, after)
     return SaleOutcome(sale, card, before, after, receipt)
+
+
+def offline_card(
+    s: Session,
+    principal: Principal,
+    offline: dict | None,
+    presented: dict | None,
+    tenders: list[tuple[str, int]],
+):
+    """For an offline sale paid from a card balance: (card, "offline", its allowance)."""
+    if offline is None:
+        return None
+    from_card = sum(amount for kind, amount in tenders if kind == "card_balance")
+    return allowances.card_for_offline_sale(s, principal, offline, presented, from_card=from_card)
 
 
 def sale_in_store(s: Session, sale_id: int, store_id: int, *, lock: bool = False) -> Sale:

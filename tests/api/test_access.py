@@ -511,6 +511,9 @@ def test_the_openapi_document_requires_an_idempotency_key_on_exactly_the_value_m
         ("POST", "/v1/cards/{card_id}/report-lost"),
         ("POST", "/v1/pos/shifts"),
         ("POST", "/v1/pos/shifts/{shift_id}/close"),
+        ("POST", "/v1/pos/gift-cards"),
+        ("POST", "/v1/pos/offline-allowances"),
+        ("POST", "/v1/pos/offline-allowances/{allowance_id}/release"),
     }
 
 

@@ -330,7 +330,7 @@ def test_a_sale_replayed_from_an_offline_till_says_so_on_its_receipt(app, db, ap
     with app.test_request_context():
         outcome = sales.make_sale(
             db, cashier, presented=None, lines=[("LATTE", 1)], tenders=[("cash", 450)],
-            offline=True,
+            offline={"made_at": datetime.now(UTC), "allowance": None},
         )  # fmt: skip
 
     receipt = api.get(f"/v1/receipts/{outcome.receipt.id}")

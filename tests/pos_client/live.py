@@ -10,6 +10,7 @@ process's event hub must hear (a shopper's top-up during a sale) goes to the ser
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -266,3 +267,79 @@ class Changes:
 
 def database_of(app):
     return database(app)
+
+
+class Swallower:
+    """A stand-in for the API in front of `upstream`: it takes each sale and never answers.
+    With `reaches_server`, it first passes the sale on to the server (which does it) and
+    throws the answer away: the till cannot know whether its sale went through. Other
+    requests pass through."""
+
+    def __init__(self, upstream: str, *, reaches_server: bool, swallow: str = "/v1/sales"):
+        self.upstream = upstream
+        self.reaches_server = reaches_server
+        self.swallow = swallow
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.received = threading.Event()
+        self.forwarded = threading.Event()
+        self._held: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self._held.append(conn)
+            threading.Thread(target=self._take, args=(conn,), daemon=True).start()
+
+    def _take(self, conn: socket.socket) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        while len(body) < length:
+            body += conn.recv(65536)
+        method, path, _ = head.split(b"\r\n")[0].decode().split(" ")
+        swallowed = path == self.swallow
+        if swallowed:
+            self.received.set()
+            if not self.reaches_server:
+                return
+        headers = {}
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() in (b"authorization", b"idempotency-key", b"content-type"):
+                headers[name.strip().decode()] = value.strip().decode()
+        answer = httpx.request(method, self.upstream + path, content=body, headers=headers,
+                               timeout=10)  # fmt: skip
+        if swallowed:
+            self.forwarded.set()
+            return
+        conn.sendall(
+            f"HTTP/1.1 {answer.status_code} X\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(answer.content)}\r\nConnection: close\r\n\r\n".encode()
+            + answer.content
+        )
+        conn.close()
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self._held:
+            conn.close()

@@ -1,0 +1,1 @@
+"""Offline allowances: card money a till may take while the API is out of its reach."""
