@@ -122,9 +122,7 @@ class EventFollower(threading.Thread):
         if shopper is None or shopper.card_id is None:
             return
         if kind == "card.balance_changed" and body.get("card_id") == shopper.card_id:
-            with till._lock:
-                if till.shopper is shopper:
-                    shopper.balance_minor = body["balance"]["amount"]
+            till._set_available(shopper, body["balance"]["amount"])
             till.on_change("shopper")
         elif kind == "card.status_changed" and body.get("card_id") == shopper.card_id:
             with till._lock:

@@ -102,6 +102,10 @@ class Shopper:
     held_minor: int
     identified_by: str  # "card_number" | "nfc_uid" | "pay_code"
     presented: dict
+    #: What the card's account holds outside offline allowances (the server's `balance`);
+    #: `balance_minor` is that plus what this till's allowance for the card holds, i.e. what
+    #: the card can pay here.
+    available_minor: int | None = None
     #: What this till may still take from the card while the API is unreachable.
     allowance_left_minor: int | None = None
     allowance_id: int | None = None
@@ -541,21 +545,45 @@ class Till:
         except Unreachable:
             shopper = self._identify_offline(presented, how)
         else:
-            holder = card.get("holder") or {}
-            shopper = Shopper(
-                card_id=card["id"], last4=card.get("last4"), first_name=holder.get("first_name"),
-                balance_minor=card["balance"]["amount"], stars=holder.get("stars"),
-                status=card.get("status", "active"),
-                held_minor=(card.get("held") or {}).get("amount", 0), identified_by=how,
-                presented=presented,
-            )  # fmt: skip
+            shopper = self._shopper_of(card, how, presented)
             with self._lock:
                 self.shopper = shopper
-            self._ask_allowance(shopper)
+            if self._ask_allowance(shopper):
+                self._refresh_shopper(shopper)  # the allowance took its part of the balance
         with self._lock:
             self.shopper = shopper
         self.on_change("shopper")
         return shopper
+
+    def _shopper_of(self, card: dict, how: str, presented: dict) -> Shopper:
+        holder = card.get("holder") or {}
+        shopper = Shopper(
+            card_id=card["id"], last4=card.get("last4"), first_name=holder.get("first_name"),
+            balance_minor=None, stars=holder.get("stars"), status=card.get("status", "active"),
+            held_minor=(card.get("held") or {}).get("amount", 0), identified_by=how,
+            presented=presented,
+        )  # fmt: skip
+        self._set_available(shopper, card["balance"]["amount"])
+        return shopper
+
+    def _set_available(self, shopper: Shopper, available: int) -> None:
+        """The card's balance outside allowances changed: what it can pay here follows."""
+        allowance = self.outbox.allowance_for_card(shopper.card_id)
+        left = allowance.left_minor if allowance is not None else 0
+        with self._lock:
+            shopper.available_minor = available
+            shopper.balance_minor = available + left
+            if allowance is not None:
+                shopper.allowance_left_minor = left
+                shopper.allowance_id = allowance.id
+
+    def _refresh_shopper(self, shopper: Shopper) -> None:
+        if shopper.identified_by == "pay_code":
+            return  # a pay code looked up again might have been used meanwhile
+        with contextlib.suppress(TillError, Unreachable):
+            card = self._call("POST", "/v1/pos/lookups", shopper.presented, offline_ok=True)
+            shopper.held_minor = (card.get("held") or {}).get("amount", 0)
+            self._set_available(shopper, card["balance"]["amount"])
 
     def _identify_offline(self, presented: dict, how: str) -> Shopper:
         if how == "pay_code":
@@ -585,21 +613,39 @@ class Till:
             self.shopper = None
         self.on_change("shopper")
 
-    def _ask_allowance(self, shopper: Shopper) -> None:
+    def _ask_allowance(self, shopper: Shopper) -> bool:
         """Ask the server to set aside an offline allowance for the card at this till (it is
         held on the card's ledger account, so it cannot be spent twice); best effort."""
         amount = self.config.offline_allowance_minor
         if amount <= 0 or shopper.status != "active" or shopper.identified_by == "pay_code":
-            return
+            return False
         live = self.outbox.allowance_for_card(shopper.card_id)
-        if live is None and not shopper.balance_minor and not shopper.held_minor:
-            return
+        if live is not None or not shopper.available_minor:
+            return False  # one per card and till; an empty card has nothing to set aside
         body = {"card": shopper.presented, "amount": money(amount, self.currency)}
         try:
             allowance = self._send("allowance", "POST", "/v1/pos/offline-allowances", body)
         except (TillError, OfflineQueued):
-            return  # no allowance: offline, this card pays by cash or bank card
+            return False  # no allowance: offline, this card pays by cash or bank card
         self._allowance_granted(allowance, shopper)
+        return True
+
+    def _release_allowance_of(self, shopper: Shopper) -> bool:
+        """Give this till's allowance for the card back before the card pays online more
+        than its account holds outside it (it is asked for again after the sale)."""
+        allowance = self.outbox.allowance_for_card(shopper.card_id)
+        if allowance is None:
+            return False
+        try:
+            self._send(
+                "allowance_release", "POST",
+                f"/v1/pos/offline-allowances/{allowance.id}/release", {},
+            )  # fmt: skip
+        except (TillError, OfflineQueued):
+            return False
+        self.outbox.allowance_released(allowance.id)
+        shopper.allowance_left_minor = shopper.allowance_id = None
+        return True
 
     def _allowance_granted(self, body: dict, shopper: Shopper | None = None) -> None:
         kept = self.outbox.keep_allowance(body)
@@ -642,7 +688,6 @@ class Till:
         if not lines:
             raise TillError("empty_sale", "Nothing to pay: scan something first.")
         tenders = _fill_tenders(tenders, total)
-        by_type = {t.type for t in tenders}
         card_minor = sum(t.amount_minor for t in tenders if t.type == "card_balance")
         if card_minor and shopper is None:
             raise TillError("card_required", "Paying from a card balance needs the shopper's "
@@ -663,13 +708,25 @@ class Till:
         if not self.online:
             entry = self._queue_offline_sale(body, local, card_minor, shopper, None)
             return self._offline_result(entry, local, tenders)
+        released = False
+        known = shopper is not None and shopper.card_id is not None
+        if card_minor and known and card_minor > (shopper.available_minor or 0):
+            released = self._release_allowance_of(shopper)
+        try:
+            return self._pay_online(body, local, tenders, shopper, total, card_minor)
+        finally:
+            if released and self._ask_allowance(shopper):
+                self._refresh_shopper(shopper)
+                self.on_change("shopper")
+
+    def _pay_online(self, body, local, tenders, shopper, total, card_minor) -> SaleResult:
         entry = self.outbox.add("sale", "POST", "/v1/sales", body, token=self.token)
         try:
             answer = self._attempt(entry)
         except Unreachable as e:
             if e.maybe_sent:
                 self._queued()
-                if by_type == {"card_balance"} or card_minor:
+                if card_minor:
                     raise OfflineQueued(UNKNOWN_OUTCOME, entry.id, maybe_sent=True) from None
                 local["note"] = UNKNOWN_OUTCOME
                 return self._offline_result(entry, local, tenders)
@@ -742,9 +799,7 @@ class Till:
         sale = answer.body
         receipt = self._receipt_of(sale) or self._receipt_from_sale(sale, tenders, shopper)
         if shopper is not None and sale.get("card_balance"):
-            with self._lock:
-                if self.shopper is shopper:
-                    shopper.balance_minor = sale["card_balance"]["amount"]
+            self._set_available(shopper, sale["card_balance"]["amount"])
             self.on_change("shopper")
         self._keep_receipt(receipt)
         printed, error = self._print("print_receipt", receipt)
@@ -754,19 +809,10 @@ class Till:
         return SaleResult(sale, receipt, _change(tenders), False, printed, error, entry.id)
 
     def _insufficient(self, e: ApiError, shopper: Shopper, total: int, card_minor: int):
-        balance = shopper.balance_minor
-        try:
-            card = (
-                self._call("POST", "/v1/pos/lookups", shopper.presented)
-                if (shopper.identified_by != "pay_code")
-                else None
-            )
-            if card is not None:
-                balance = card["balance"]["amount"]
-                shopper.balance_minor = balance
-                self.on_change("shopper")
-        except (TillError, Unreachable):
-            pass
+        """Insufficient funds: what the card can pay now, and the split to offer."""
+        self._refresh_shopper(shopper)
+        self.on_change("shopper")
+        balance = shopper.available_minor
         details = dict(e.details)
         if balance is not None:
             details["balance"] = money(balance, self.currency)

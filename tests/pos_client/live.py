@@ -108,6 +108,16 @@ class World:
         assert r.status_code == 201, r.json
         return r.json
 
+    def other_till(self) -> str:
+        """A cashier session on another till of the store."""
+        device = self.call("POST", "/v1/admin/devices", self.admin, {
+            "store_id": self.store_id, "kind": "pos", "name": "Till 2"}, key=False)  # fmt: skip
+        assert device.status_code == 201, device.json
+        r = self.call("POST", "/v1/pos/sessions", device.json["secret"],
+                      {"staff_code": self.staff_code, "pin": self.pin}, key=False)  # fmt: skip
+        assert r.status_code == 201, r.json
+        return r.json["token"]
+
     def card_number(self, card_id: int) -> str:
         from app.cards.models import Card
 
@@ -120,6 +130,15 @@ class World:
 
         with self.app.app_context():
             return card_balance(session(), session().get(Card, card_id))
+
+    def owned(self, card_id: int) -> int:
+        """The card's balance with what offline allowances hold of it."""
+        from app.cards.models import Card
+        from app.cards.services import card_balance, held_balance
+
+        with self.app.app_context():
+            card = session().get(Card, card_id)
+            return card_balance(session(), card) + held_balance(session(), card)
 
     def sales(self) -> list:
         """This store's sales in the database (id, total, offline receipt or not)."""

@@ -66,7 +66,8 @@ def test_a_sale_from_the_card_balance_with_the_balance_live_on_screen(world, til
     assert result.sale["card_balance"]["amount"] == 3000 - 1695
     assert result.receipt["url"] and result.receipt["number"] == result.sale["number"]
     assert result.printed, result.printer_error
-    assert till.shopper.balance_minor == 3000 - 1695 == world.balance(ada.card_id)
+    assert till.shopper.balance_minor == 3000 - 1695 == world.owned(ada.card_id)
+    assert till.shopper.available_minor == world.balance(ada.card_id)
     assert till.sale.lines == []
     printed = (till.config.state_dir / "receipts.bin").read_bytes()
     assert result.sale["number"].encode() in printed
@@ -106,7 +107,7 @@ def test_the_subcommands_sign_in_sell_split_and_refuse_with_the_apis_error(world
     assert code == 0, body
     assert [t["type"] for t in body["sale"]["tenders"]] == ["card_balance", "cash"]
     assert body["change_minor"] == 455 and body["receipt"]["change"]["amount"] == 455
-    assert body["sale"]["card_balance"]["amount"] == 800 == world.balance(ada.card_id)
+    assert body["sale"]["card_balance"]["amount"] == 800 == world.owned(ada.card_id)
 
     # Not enough on the card: the API's refusal, with the balance and a split to offer.
     before = world.sale_count()
@@ -116,7 +117,7 @@ def test_the_subcommands_sign_in_sell_split_and_refuse_with_the_apis_error(world
     details = body["error"]["details"]
     assert details["balance"]["amount"] == 800
     assert [s["amount"]["amount"] for s in details["split"]] == [800, 450]
-    assert world.sale_count() == before and world.balance(ada.card_id) == 800
+    assert world.sale_count() == before and world.owned(ada.card_id) == 800
 
     # A lost card is frozen: the till says so and sells nothing from it.
     r = world.call("POST", f"/v1/cards/{ada.card_id}/report-lost", ada.token)
@@ -180,7 +181,7 @@ def test_a_till_killed_mid_sale_replays_it_on_the_next_start_exactly_once(
     )
     killed_mid_sale(Swallower(world.server.url, reaches_server=True), "--card", ada.number,
                     "--sku", world.skus["latte"], "--tender", "card_balance")  # fmt: skip
-    assert world.sale_count() == 1 and world.balance(ada.card_id) == 1000 - 445
+    assert world.sale_count() == 1 and world.owned(ada.card_id) == 1000 - 445
     assert _outbox_pending(state) == 2
 
     code, body = cli(config_path, "queue")
@@ -188,7 +189,7 @@ def test_a_till_killed_mid_sale_replays_it_on_the_next_start_exactly_once(
     code, body = cli(config_path, "queue", "drain")
     assert code == 0 and body == {"sent": 2, "refused": 0, "left": 0}
     assert sorted(total for _, total, _ in world.sales()) == [300, 445]
-    assert world.balance(ada.card_id) == 1000 - 445  # the card paid once
+    assert world.owned(ada.card_id) == 1000 - 445  # the card paid once
     code, body = cli(config_path, "queue", "drain")
     assert code == 0 and body == {"sent": 0, "refused": 0, "left": 0}
     world.verify_ledger()
