@@ -44,7 +44,7 @@ class TillApp(App):
     def on_till_changed(self, message: TillChanged) -> None:
         for screen in self.screen_stack:
             if isinstance(screen, TillCalls) and screen.is_mounted:
-                screen.refresh_from_till()
+                screen.redraw()
         current = self.screen
         if message.what == "error" and self.till.last_error is not None:
             # A tap or scan the Till could not use (it happened on a hardware thread).

@@ -3,11 +3,13 @@ say what happened on the notice line, and redraw from the Till's state when it c
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
 from textual import work
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.screen import ModalScreen, Screen
 
 from pos_client.ui.widgets import KeyBar, Notice, StatusBar
@@ -63,7 +65,7 @@ class TillCalls:
         if then is not None:
             then(value)
         if self.is_current:
-            self.refresh_from_till()
+            self.redraw()
         self.app.check_session()
 
     def _failed(self, exc: BaseException) -> None:
@@ -75,6 +77,12 @@ class TillCalls:
 
     def say(self, message: str, kind: str = "info") -> None:
         self.notice.say(message, kind)
+
+    def redraw(self) -> None:
+        """``refresh_from_till``, unless the screen is still being put together or taken
+        down (a change reported from another thread can land then): it redraws when shown."""
+        with contextlib.suppress(NoMatches):
+            self.refresh_from_till()
 
     def refresh_from_till(self) -> None:
         """Redraw what shows the Till's state; screens add their own parts."""

@@ -49,8 +49,10 @@ class TopUpDialog(_AmountAndTender):
         if amount:
             self.call(self.till.top_up, amount, tender, done=self._done, working="Loading…")
 
-    def _done(self, _top_up) -> None:
-        self.app.notice_next(f"Loaded. Balance {money(self.till.shopper.balance_minor)}.")
+    def _done(self, top_up: dict) -> None:
+        # The shopper panel shows the balance as it follows; this says what was done.
+        loaded = money(amount_of(top_up.get("amount")))
+        self.app.notice_next(f"Loaded {loaded} onto •••• {self.till.shopper.last4}.")
         self.dismiss(True)
 
 

@@ -120,9 +120,12 @@ class ShopperPanel(Static):
             text.append(f"{money(balance, currency)}\n", "bold green")
         stars = getattr(shopper, "stars", None)
         text.append(f"Stars   {stars if stars is not None else '—'}\n")
-        held = getattr(shopper, "held_minor", 0) or 0
-        if held:
-            text.append(f"Held    {money(held, currency)}\n", style="yellow")
+        # The balance is what the card can pay here, this till's offline allowance included;
+        # what allowances at other tills hold is out of reach here.
+        mine = getattr(shopper, "allowance_left_minor", 0) or 0
+        elsewhere = (getattr(shopper, "held_minor", 0) or 0) - mine
+        if elsewhere > 0:
+            text.append(f"Held at other tills {money(elsewhere, currency)}\n", style="yellow")
         if getattr(shopper, "offline", False):
             left = getattr(shopper, "allowance_left_minor", None) or 0
             text.append(f"Offline: card pays up to {money(left, currency)}\n", "bold yellow")

@@ -150,7 +150,7 @@ async def test_a_sale_paid_from_the_card_with_a_top_up_from_the_phone_shown_live
     printed = (till.config.state_dir / "receipts.bin").read_bytes()
     assert sale_number.encode() in printed
     assert world.sale_count() == 1
-    assert world.balance(ada.card_id) == 3000 - latte - mug
+    assert world.owned(ada.card_id) == 3000 - latte - mug
     world.verify_ledger()
 
 
@@ -171,7 +171,7 @@ async def test_too_low_a_balance_offers_the_balance_from_the_card_and_the_rest_i
         shown = screen_text(app)
         assert "Not enough on the card: its balance is $10.00." in shown, shown
         assert "F6: pay $10.00 from the card" in shown
-        assert world.sale_count() == 0 and world.balance(bo.card_id) == 1000
+        assert world.sale_count() == 0 and world.owned(bo.card_id) == 1000
 
         await pilot.press("f6")  # $10.00 from the card; the rest remains to pay
         await pilot.pause()
@@ -185,7 +185,7 @@ async def test_too_low_a_balance_offers_the_balance_from_the_card_and_the_rest_i
         screenshot(app, "pos-tender")
 
     (sale,) = world.sales()
-    assert sale[1] == total and world.balance(bo.card_id) == 0
+    assert sale[1] == total and world.owned(bo.card_id) == 0
     world.verify_ledger()
 
 
@@ -196,7 +196,7 @@ async def test_a_refund_of_the_chosen_line_of_one_of_the_days_sales(world, open_
     open_till.scan(world.barcodes["mug"])
     open_till.scan(cy.number)
     sold = open_till.pay([Tender("card_balance", None)]).sale
-    assert world.balance(cy.card_id) == 3000 - 1695
+    assert world.owned(cy.card_id) == 3000 - 1695
 
     app = TillApp(open_till)
     async with app.run_test(size=SIZE) as pilot:
@@ -215,7 +215,7 @@ async def test_a_refund_of_the_chosen_line_of_one_of_the_days_sales(world, open_
         assert isinstance(app.screen, SaleScreen)
         assert f"Refunded $12.50 of {sold['number']}. Receipt printed." in screen_text(app)
 
-    assert world.balance(cy.card_id) == 3000 - 445
+    assert world.owned(cy.card_id) == 3000 - 445
     refund_number = open_till.last_receipt["number"]
     assert refund_number.startswith("R-")
     assert refund_number.encode() in (open_till.config.state_dir / "receipts.bin").read_bytes()
@@ -285,8 +285,8 @@ async def test_a_top_up_in_cash_at_the_till(world, open_till):
         await pilot.press(*"15", "f3")
         await settle(pilot)
         assert isinstance(app.screen, SaleScreen)
-        assert "Loaded. Balance $20.00." in screen_text(app)
-    assert world.balance(ed.card_id) == 2000
+        assert f"Loaded $15.00 onto •••• {ed.number[-4:]}." in screen_text(app)
+    assert world.owned(ed.card_id) == 2000
     world.verify_ledger()
 
 
