@@ -802,6 +802,7 @@ class Till:
             self._set_available(shopper, sale["card_balance"]["amount"])
             self.on_change("shopper")
         self._keep_receipt(receipt)
+        self._queued()  # a replayer may have counted this sale while it was being sent
         printed, error = self._print("print_receipt", receipt)
         with self._lock:
             self.sale = SaleDraft()
@@ -902,8 +903,7 @@ class Till:
             {"amount": money(amount_minor, self.currency), "tender": tender},
         )  # fmt: skip
         if top_up.get("card_balance"):
-            with self._lock:
-                shopper.balance_minor = top_up["card_balance"]["amount"]
+            self._set_available(shopper, top_up["card_balance"]["amount"])
             self.on_change("shopper")
         return top_up
 

@@ -52,10 +52,19 @@ def _heading(s: Session, store_id: int, device_id: int, cashier_id: int) -> dict
     }
 
 
-def _card(card: Card | None, balance_after: int | None, currency: str) -> dict | None:
+def _card(
+    s: Session, card: Card | None, balance_after: int | None, balances: dict, currency: str
+) -> dict | None:
+    """The card's last 4 and what the shopper owns on it after this: its balance and what
+    tills hold of it for offline payments (still theirs, released when the till is done)."""
     if card is None or balance_after is None:
         return None
-    return {"last4": card.last4, "balance_after": money(balance_after, currency)}
+    held = 0
+    if card.held_account_id is not None:
+        held = balances.get(card.held_account_id)
+        if held is None:
+            held = ledger.balance_of(s, card.held_account_id)
+    return {"last4": card.last4, "balance_after": money(balance_after + held, currency)}
 
 
 def _stars(s: Session, customer_id: int | None, earned: int, balances: dict) -> dict | None:
@@ -95,7 +104,7 @@ def for_sale(
         "tenders": [{"type": t.type, "amount": money(t.amount_minor, c)} for t in sale.tenders],
         "cash_given": money(given_minor, c) if cash else None,
         "change": money(given_minor - cash_minor, c) if cash else None,
-        "card": _card(card, card_balance_after, c),
+        "card": _card(s, card, card_balance_after, balances, c),
         "stars": _stars(s, sale.customer_id, sale.stars_earned, balances),
         "offline": offline,
     }
@@ -149,7 +158,7 @@ def for_refund(
         ],  # fmt: skip
         "cash_given": None,
         "change": None,
-        "card": _card(card, card_after, c),
+        "card": _card(s, card, card_after, balances, c),
         "stars": _stars(
             s, sale.customer_id, -(refund.stars_taken_back + refund.stars_owed), balances
         ),

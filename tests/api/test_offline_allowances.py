@@ -666,3 +666,23 @@ def test_holds_and_releases_keep_the_ledger_verifying_and_tell_the_shopper(
         ("sale", 2_500),  # from the hold: the card's own balance is as it was
         ("offline_release", 5_000 - PRICE),
     ]
+
+
+def test_a_receipt_counts_what_tills_hold_of_the_card_as_the_shoppers(api, till, holder, latte):
+    """Held money is still the shopper's: the receipt's balance after is balance + held, for an
+    online sale and for an offline one paid from the hold."""
+    allowance = granted(api, till, holder.number)  # 25.00 of the 50.00 held
+    online = api.post("/v1/sales", token=till.token, json={
+        "customer": {"card_number": holder.number},
+        "lines": [{"sku": "OFF-LATTE", "quantity": 1}],
+        "tenders": [{"type": "card_balance", "amount": usd(PRICE)}],
+    })  # fmt: skip
+    assert online.status_code == 201, online.json
+    offline = replay(api, till, allowance["token"])
+    assert offline.status_code == 201, offline.json
+    card = card_of(api, holder)
+    owned = card["balance"]["amount"] + card["held"]["amount"]
+    assert owned == 5_000 - 2 * PRICE
+    for sale, after in ((online, 5_000 - PRICE), (offline, owned)):
+        receipt = api.get(f"/v1/receipts/{sale.json['receipt']['id']}").json
+        assert receipt["card"]["balance_after"] == usd(after)

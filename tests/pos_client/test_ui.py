@@ -286,6 +286,8 @@ async def test_a_top_up_in_cash_at_the_till(world, open_till):
         await settle(pilot)
         assert isinstance(app.screen, SaleScreen)
         assert f"Loaded $15.00 onto •••• {ed.number[-4:]}." in screen_text(app)
+        # What the card can pay here: its balance and this till's allowance of it.
+        assert open_till.shopper.balance_minor == 2000
     assert world.owned(ed.card_id) == 2000
     world.verify_ledger()
 
