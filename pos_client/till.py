@@ -715,7 +715,8 @@ class Till:
         try:
             return self._pay_online(body, local, tenders, shopper, total, card_minor)
         finally:
-            if released and self._ask_allowance(shopper):
+            if released:  # held here no more, and perhaps held again: read what the card has
+                self._ask_allowance(shopper)
                 self._refresh_shopper(shopper)
                 self.on_change("shopper")
 
@@ -800,6 +801,11 @@ class Till:
         receipt = self._receipt_of(sale) or self._receipt_from_sale(sale, tenders, shopper)
         if shopper is not None and sale.get("card_balance"):
             self._set_available(shopper, sale["card_balance"]["amount"])
+        stars = (receipt or {}).get("stars")
+        if shopper is not None and stars is not None and sale.get("customer_id") is not None:
+            with self._lock:
+                shopper.stars = stars["balance"]  # with what this sale earned
+        if shopper is not None:
             self.on_change("shopper")
         self._keep_receipt(receipt)
         self._queued()  # a replayer may have counted this sale while it was being sent

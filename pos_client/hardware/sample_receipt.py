@@ -48,7 +48,7 @@ SAMPLE_RECEIPT = {
     "cash_given": _usd(1000),
     "change": _usd(485),
     "card": {"last4": "4821", "balance_after": _usd(1760)},
-    "stars": {"earned": 26, "balance": 142},
+    "stars": {"earned": 21, "balance": 142},
     "offline": False,
 }
 

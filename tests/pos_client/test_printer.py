@@ -75,7 +75,7 @@ def test_the_receipt_bytes_hold_every_line_total_tender_and_the_qr_then_a_cut():
         "Change                               $4.85",
         "Card                              ****4821",
         "Balance after                       $17.60",
-        "Stars earned                           +26",
+        "Stars earned                           +21",
         "Stars balance                          142",
     ):
         assert text.encode() + b"\n" in data, text

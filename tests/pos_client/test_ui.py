@@ -63,6 +63,17 @@ async def type_in(pilot, text: str) -> None:
     await settle(pilot)
 
 
+async def until_matches(pilot, pattern: str, timeout_s: float = 10.0) -> str:
+    """Bounded wait for the screen to redraw into a row matching ``pattern``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        shown = screen_text(pilot.app)
+        if re.search(pattern, shown):
+            return shown
+        assert time.monotonic() < deadline, f"{pattern!r} never showed:\n{shown}"
+        await pilot.pause(0.05)
+
+
 async def until_shown(pilot, text: str, timeout_s: float = 10.0) -> str:
     """Bounded wait for something another process causes (no key is pressed meanwhile)."""
     deadline = time.monotonic() + timeout_s
@@ -182,6 +193,11 @@ async def test_too_low_a_balance_offers_the_balance_from_the_card_and_the_rest_i
         shown = screen_text(app)
         assert "PAID $16.95 — CHANGE" in shown, shown
         assert app.screen.result.change_minor == 2000 - (total - 1000)
+        # The shopper panel after the sale: nothing held anywhere, the Stars it earned.
+        shopper = open_till.shopper
+        assert (shopper.balance_minor, shopper.held_minor) == (0, 0)
+        earned = app.screen.result.sale["stars_earned"]
+        assert earned > 0 and shopper.stars == earned  # Bo had none before
         screenshot(app, "pos-tender")
 
     (sale,) = world.sales()
@@ -357,8 +373,8 @@ async def test_a_search_picks_from_a_list_and_quantities_change_by_key(world, op
     suffix = world.skus["bagel"].split("-")[1]  # each product of this world carries it
     async with app.run_test(size=SIZE) as pilot:
         await type_in(pilot, suffix)
-        shown = screen_text(app)
-        assert f"Bagel {suffix}" in shown and f"Mug {suffix}" in shown  # the pick list
+        shown = await until_shown(pilot, f"Mug {suffix}")  # the pick list
+        assert f"Bagel {suffix}" in shown
         while app.screen.query_one("OptionList").highlighted_option.id != world.skus["bagel"]:
             await pilot.press("down")
         await pilot.press("enter")
@@ -366,9 +382,8 @@ async def test_a_search_picks_from_a_list_and_quantities_change_by_key(world, op
         await pilot.press("f4")
         await pilot.pause()
         await type_in(pilot, "3")  # replaces the 1 shown
-        shown = screen_text(app)
-        assert re.search(rf"Bagel {suffix} +3 +\$3\.00 +\$9\.00", shown), shown
+        await until_matches(pilot, rf"Bagel {suffix} +3 +\$3\.00 +\$9\.00")
         await pilot.press("f5")  # remove the line
         await settle(pilot)
-        assert "TOTAL $0.00" in screen_text(app)
+        await until_shown(pilot, "TOTAL $0.00")
     assert open_till.sale.lines == []
