@@ -451,3 +451,20 @@ def test_the_receipt_picture_from_the_printed_bytes(tmp_path):
     with Image.open(tmp_path / "roll.png") as both, Image.open(tmp_path / "one.png") as one:
         assert both.width == one.width == 512
         assert both.height > 2 * one.height - 100
+
+
+def test_the_printer_loads_when_its_profile_cache_folder_is_missing(tmp_path):
+    """python-escpos fails at import if the folder for its profiles' cache is missing: the
+    till makes it (a fresh machine, or a state folder not yet made)."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "not" / "yet"
+    env = dict(os.environ, ESCPOS_CAPABILITIES_PICKLE_DIR=str(folder))
+    done = subprocess.run(
+        [sys.executable, "-c", "import pos_client.hardware.printer"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
+    assert any(folder.iterdir())  # the cache went where it was told
