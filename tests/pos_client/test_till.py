@@ -111,6 +111,9 @@ def test_the_subcommands_sign_in_sell_split_and_refuse_with_the_apis_error(world
 
     # Not enough on the card: the API's refusal, with the balance and a split to offer.
     before = world.sale_count()
+    paper = config_path.parent / "state" / "receipts.bin"
+    printed = paper.read_bytes()
+    assert body["sale"]["number"].encode() in printed
     code, body = cli(config_path, "sale", "--card", ada.number, "--sku", world.skus["mug"],
                      "--tender", "card_balance")  # fmt: skip
     assert code == 1 and body["error"]["code"] == "insufficient_funds"
@@ -126,6 +129,7 @@ def test_the_subcommands_sign_in_sell_split_and_refuse_with_the_apis_error(world
                      "--tender", "card_balance")  # fmt: skip
     assert code == 1 and body["error"]["code"] == "card_frozen", body
     assert world.sale_count() == before
+    assert paper.read_bytes() == printed  # a refused sale prints nothing
 
     code, body = cli(config_path, "sale", "--sku", world.skus["latte"], "--tender", "cash=4,45")
     assert code == 2 and body["error"]["code"] == "usage"
