@@ -20,6 +20,7 @@ import json
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -29,6 +30,9 @@ from pos_client.config import Config
 from pos_client.outbox import AllowanceExhausted, Entry, Outbox
 
 TENDER_TYPES = ("card_balance", "cash", "bank_card")
+#: A code or word the catalog does not know reads the catalog again (a product added since),
+#: at most this often (a cashier's typos do not each read the whole catalog).
+CATALOG_MISS_REFRESH_S = 5.0
 UNKNOWN_OUTCOME = "not confirmed: queued, will retry with the same key, do not charge again"
 
 
@@ -189,6 +193,8 @@ class Till:
         self.catalog: list[dict] = []
         self._by_sku: dict[str, dict] = {}
         self._by_barcode: dict[str, dict] = {}
+        self._catalog_read_at = float("-inf")
+        self.catalog_miss_refresh_s = CATALOG_MISS_REFRESH_S
         self.nfc, self.scanner = nfc, scanner
         self.printer = printer if printer is not None else make_printer(config)
         self._hardware = hardware
@@ -213,9 +219,9 @@ class Till:
         self._replayer.start()
         self._events = EventFollower(self)
         self._events.start()
-        if not self.catalog:
-            with contextlib.suppress(TillError, Unreachable):
-                self.refresh_catalog()
+        # The copy on disk is for offline: online, the catalog is read afresh at every start.
+        with contextlib.suppress(TillError, Unreachable):
+            self.refresh_catalog()
 
     def stop(self) -> None:
         if self._inputs is not None:
@@ -414,6 +420,7 @@ class Till:
         except ApiError as e:
             raise TillError(e.code, e.message, e.details, e.status) from None
         self._set_catalog(products)
+        self._catalog_read_at = time.monotonic()
         path = self.config.state_dir / "catalog.json"
         path.write_text(json.dumps(products))
         self.on_change("catalog")
@@ -441,11 +448,17 @@ class Till:
         words = text.lower().split()
         if not self.catalog:
             self._try_refresh_catalog()
-        found = []
-        for p in self.catalog:
-            hay = " ".join((p["name"], p["sku"], p.get("category", ""), p.get("barcode") or ""))
-            if all(w in hay.lower() for w in words):
-                found.append(p)
+
+        def matching() -> list[dict]:
+            return [
+                p for p in self.catalog
+                if all(w in " ".join((p["name"], p["sku"], p.get("category", ""),
+                                      p.get("barcode") or "")).lower() for w in words)
+            ]  # fmt: skip
+
+        found = matching()
+        if not found and self._refresh_after_miss():
+            found = matching()
         return found
 
     def _try_refresh_catalog(self) -> None:
@@ -454,9 +467,19 @@ class Till:
         except Unreachable:
             self._set_online(False)
 
+    def _refresh_after_miss(self) -> bool:
+        """Something the catalog does not know: perhaps a product added since the till read
+        it. Read it again, at most every `catalog_miss_refresh_s`; True if it was read."""
+        since = time.monotonic() - self._catalog_read_at
+        if not self.online or since < self.catalog_miss_refresh_s:
+            return False
+        with contextlib.suppress(TillError):
+            self._try_refresh_catalog()
+        return True
+
     def _product(self, sku: str) -> dict:
         if sku not in self._by_sku:
-            self._try_refresh_catalog()
+            self._refresh_after_miss()
         product = self._by_sku.get(sku)
         if product is None:
             raise TillError("unknown_sku", f"No product {sku} in the catalog.", {"sku": sku})
@@ -472,6 +495,11 @@ class Till:
         if not self.catalog:
             self._try_refresh_catalog()
         product = self.product_by_barcode(code) if code.isdigit() else None
+        # Perhaps a product added since the catalog was read (asked before a 12-digit code is
+        # taken for a pay code).
+        barcode_like = code.isdigit() and len(code) in (8, 12, 13)
+        if product is None and barcode_like and self._refresh_after_miss():
+            product = self.product_by_barcode(code)
         if product is not None:
             self.add(product["sku"])
             return "product"
@@ -484,7 +512,8 @@ class Till:
         if len(code) == 12 and code.isdigit():
             self.identify(pay_code=code)
             return "pay_code"
-        if code in self._by_sku:
+        if code in self._by_sku or (not code.isdigit() and self._refresh_after_miss()
+                                    and code in self._by_sku):  # fmt: skip
             self.add(code)
             return "product"
         raise TillError("unknown_code", f"Nothing known by {code!r}.", {"code": code})

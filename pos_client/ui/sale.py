@@ -99,7 +99,7 @@ class SaleScreen(TillScreen):
         event.input.value = ""
         if not text:
             return
-        if text.isdigit():
+        if text.isdigit() and len(text) in (8, 12, 13, 16):  # a barcode, pay code or card
             self.call(self.till.scan, text, done=self._scanned, working=f"Looking up {text}…")
         else:
             self.call(

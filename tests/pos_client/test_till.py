@@ -277,3 +277,38 @@ def test_a_sale_refused_on_replay_is_kept_and_shown_and_the_queue_goes_on(
     assert [(i["state"], i["error"]["code"]) for i in body["items"]] == [("refused", "unknown_sku")]
     assert [total for _, total, _ in world.sales()] == [445]
     world.verify_ledger()
+
+
+def test_products_added_while_the_till_runs_are_found_and_a_restart_reads_the_catalog(
+    world, till, config_path
+):
+    """The copy of the catalog on disk is for offline only: a product added to the catalog
+    while the till runs is found by its barcode, SKU or name, and a till started again reads
+    the catalog afresh."""
+    till.sign_in(world.staff_code, world.pin)
+    till.open_shift(0)
+    till.catalog_miss_refresh_s = 0  # the catalog was read a moment ago, at the till's start
+
+    def new_product(short: str, barcode: str) -> str:
+        sku = f"{short}-{world.skus['latte'].split('-')[1]}"
+        r = world.call("POST", "/v1/products", world.admin, {
+            "sku": sku, "name": f"Scone {sku}", "category": "test", "barcode": barcode,
+            "price": {"amount": 375, "currency": "USD"},
+        }, key=False)  # fmt: skip
+        assert r.status_code == 201, r.json
+        return sku
+
+    scone = new_product("SCONE", "2" + world.barcodes["latte"][1:])
+    assert till.scan("2" + world.barcodes["latte"][1:]) == "product"
+    assert till.sale.lines[-1].sku == scone
+
+    # A restart, with the catalog on disk from before the next product was added.
+    till.stop()
+    cake = new_product("CAKE", "3" + world.barcodes["latte"][1:])
+    again = Till(till_config.load(config_path), hardware=False)
+    again.start()
+    try:
+        assert cake in {p["sku"] for p in again.catalog}
+        assert [p["sku"] for p in again.search(cake)] == [cake]
+    finally:
+        again.stop()

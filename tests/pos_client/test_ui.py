@@ -386,4 +386,10 @@ async def test_a_search_picks_from_a_list_and_quantities_change_by_key(world, op
         await pilot.press("f5")  # remove the line
         await settle(pilot)
         await until_shown(pilot, "TOTAL $0.00")
+        # Digits that are no whole barcode, card or pay code are searched for (a barcode's
+        # start read off a damaged label, or a SKU's number).
+        await type_in(pilot, world.barcodes["latte"][:7])
+        await until_matches(pilot, rf"Latte {suffix} +1 +\$4\.45")
+        await pilot.press("f5")
+        await settle(pilot)
     assert open_till.sale.lines == []
