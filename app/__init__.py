@@ -45,10 +45,11 @@ def create_app(overrides: dict | None = None) -> Flask:
     from app.shifts import api as shifts_api
     from app.stores import api as stores_api
     from app.system import api as system_api
+    from app.web import pages as web_pages
     from app.webhooks import api as webhooks_api
 
     clis = (core_cli, ledger_cli, auth_cli, payments_cli, offline_cli, demo)
-    for part in (*clis, events_api, webhooks_api):
+    for part in (*clis, events_api, webhooks_api, web_pages):
         part.init_app(app)
     for module in (
         system_api,
@@ -66,5 +67,6 @@ def create_app(overrides: dict | None = None) -> Flask:
         api.register_blueprint(module.blp)
     app.register_blueprint(product_images.blp)
     app.register_blueprint(receipt_pages.blp)
+    app.register_blueprint(web_pages.blp)
 
     return app

@@ -40,6 +40,8 @@ TEST_CONFIG = {
     "EVENTS_HUB": False,
     # A fixed key for card security codes (production's comes from the environment).
     "CARD_CODE_KEY": "test-card-code-key-0123456789abcdef",
+    # The test client speaks plain http; production's cookies are Secure (tested on its own).
+    "SECURE_COOKIES": False,
 }
 #: Children before parents, for emptying the tables after a test that committed.
 TABLES_TO_EMPTY = tuple(table.name for table in reversed(metadata.sorted_tables))

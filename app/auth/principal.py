@@ -6,17 +6,21 @@
   registration, bound to one store;
 - a cashier signed in on a POS terminal (``cashier``), bound to that device, its store and
   the cashier.
+
+A shopper on the website sends the same login token in a cookie instead (app.auth.browser);
+the Bearer header wins when a request has both.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from flask import g, request
 from sqlalchemy import select
 
+from app.auth import browser
 from app.auth.errors import Forbidden, Unauthenticated
 from app.auth.models import AuthToken, Staff
 from app.core.db import session
@@ -37,6 +41,8 @@ class Principal:
     device_kind: str | None = None
     store_id: int | None = None
     token_id: int | None = None
+    #: A shopper on the website, signed in by the session cookie.
+    web: bool = False
 
     @property
     def key(self) -> str:
@@ -57,6 +63,8 @@ class Principal:
 
     @property
     def channel(self) -> str:
+        if self.web:
+            return "web"
         return {"customer": "app", "staff": "admin"}.get(self.kind, self.device_kind or "pos")
 
 
@@ -72,7 +80,7 @@ def _bearer() -> str | None:
     return token.strip()
 
 
-def _resolve(token: str) -> Principal | None:
+def resolve_token(token: str) -> Principal | None:
     s = session()
     digest = hash_token(token)
     if token.startswith(DEVICE_PREFIX):
@@ -112,11 +120,25 @@ def _resolve(token: str) -> Principal | None:
     )
 
 
+def _from_cookie() -> Principal | None:
+    """A shopper signed in on the website. A request that changes anything must carry the
+    page's CSRF token. Raises CsrfFailed."""
+    token = browser.session_token_from_cookie()
+    if token is None or not token.startswith(TOKEN_PREFIX):
+        return None
+    principal = resolve_token(token)
+    if principal is None or principal.kind != "customer":
+        return None
+    if request.method not in browser.SAFE_METHODS:
+        browser.check_csrf(browser.csrf_for_session(token))
+    return replace(principal, web=True)
+
+
 def current_principal() -> Principal:
-    """The caller. Raises Unauthenticated."""
+    """The caller. Raises Unauthenticated, CsrfFailed."""
     if "principal" not in g:
         token = _bearer()
-        g.principal = _resolve(token) if token else None
+        g.principal = resolve_token(token) if token else _from_cookie()
     if g.principal is None:
         raise Unauthenticated()
     return g.principal

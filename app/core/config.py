@@ -131,6 +131,9 @@ def from_environment() -> dict:
         "WEBHOOK_BACKOFF_CAP_S": float(env.get("OMNICARD_WEBHOOK_BACKOFF_CAP_S", "3600")),
         "WEBHOOK_MAX_ATTEMPTS": _int("OMNICARD_WEBHOOK_MAX_ATTEMPTS", 12),
         "WEBHOOK_TIMEOUT_S": float(env.get("OMNICARD_WEBHOOK_TIMEOUT_S", "5")),
+        #: Send the website's cookies only over HTTPS. On by default; `scripts/run` turns it
+        #: off for development on http://127.0.0.1 (OMNICARD_SECURE_COOKIES=0).
+        "SECURE_COOKIES": env.get("OMNICARD_SECURE_COOKIES", "1") not in ("0", "false", "no"),
         #: The payment gateway for top-ups: ``sandbox`` behaves like a processor's test mode.
         "PAYMENT_GATEWAY": env.get("OMNICARD_PAYMENT_GATEWAY", "sandbox"),
     }

@@ -1,0 +1,1 @@
+"""The shopper's website, which installs on a phone as an app: pages over the same API."""
