@@ -151,7 +151,7 @@ async function readPage(cursor) {
 function settleHistory() {
   history.setAttribute("aria-busy", "false");
   $("history-empty").hidden = history.children.length > 0;
-  more.hidden = nextCursor === null;
+  more.parentElement.hidden = nextCursor === null;
 }
 
 /** The newest page: what is new is added on top; after a long gap the list starts over. */
