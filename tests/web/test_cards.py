@@ -84,6 +84,27 @@ def test_a_card_not_sold_yet_is_refused_with_a_clear_message(page, shopper, worl
     assert page.url.endswith("/cards/add")
 
 
+def test_after_too_many_wrong_codes_even_the_right_one_waits(page, shopper, world, till):
+    ada = shopper()
+    card = gift_card(world, till, 500)
+    wrong = f"{(int(card['security_code']) + 1) % 10**8:08d}"
+    for _ in range(5):
+        r = world.http("POST", "/v1/me/cards", ada.token,
+                       {"number": card["number"], "security_code": wrong})  # fmt: skip
+        assert r.status_code == 422, r.text
+    log_in(page, ada.email, ada.password)
+    page.goto("/cards/add")
+
+    page.get_by_label("Card number").fill(card["number"])
+    page.get_by_label("Security code").fill(card["security_code"])
+    page.get_by_role("button", name="Add card").click()
+
+    expect(page.locator("#add-form [role=alert]")).to_have_text(
+        "Too many failed attempts. Wait a while and try again."
+    )
+    assert page.url.endswith("/cards/add")
+
+
 def test_reporting_a_card_lost_shows_the_new_card_with_the_balance(page, shopper):
     ada = shopper(load_minor=1500)
     log_in(page, ada.email, ada.password)
