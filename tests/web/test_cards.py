@@ -210,22 +210,27 @@ def test_a_sale_at_the_till_changes_the_open_card_page_without_a_reload(
 
 def test_history_comes_a_page_at_a_time_and_more_is_added_by_keyboard(page, shopper, world):
     ada = shopper()
-    for n in range(12):
+    for n in range(22):
         world.top_up(ada.token, ada.card_id, 500 + n)
     log_in(page, ada.email, ada.password)
     card_page(page, ada.card_id)
 
     expect(history_lines(page)).to_have_count(10)
-    expect(history_lines(page).first).to_contain_text("+$5.11 in")
+    expect(history_lines(page).first).to_contain_text("+$5.21 in")
     more = page.get_by_role("button", name="Show more history")
     more.focus()
     page.keyboard.press("Enter")
+    expect(history_lines(page)).to_have_count(20)
+    expect(more).to_be_focused()
+    page.keyboard.press("Enter")
 
-    expect(history_lines(page)).to_have_count(12)
+    expect(history_lines(page)).to_have_count(22)
     expect(history_lines(page).last).to_contain_text("+$5.00 in")
     expect(more).to_be_hidden()
-    expect(history_lines(page).nth(10)).to_be_focused()
+    expect(history_lines(page).nth(20)).to_be_focused()
     expect(page.locator("#status")).to_have_text("2 more entries shown.")
+    amounts = history_lines(page).locator(".entry-amount").all_inner_texts()
+    assert amounts == [f"+$5.{n:02d} in" for n in range(21, -1, -1)]
 
 
 def test_auto_reload_is_set_and_turned_off(page, shopper):

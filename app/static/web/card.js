@@ -169,9 +169,10 @@ async function readNewest() {
   settleHistory();
 }
 
+let loadingMore = false; // the button stays enabled (and focused) while a page loads
 more.addEventListener("click", async () => {
-  if (nextCursor === null) return;
-  more.disabled = true;
+  if (nextCursor === null || loadingMore) return;
+  loadingMore = true;
   more.setAttribute("aria-busy", "true");
   try {
     const page = await readPage(nextCursor);
@@ -186,7 +187,7 @@ more.addEventListener("click", async () => {
   } catch (err) {
     showHistoryError(err);
   } finally {
-    more.disabled = false;
+    loadingMore = false;
     more.removeAttribute("aria-busy");
   }
 });
