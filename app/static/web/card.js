@@ -51,7 +51,9 @@ function renderCard(c) {
   currency = c.balance.currency;
   $("card-name").textContent = cardName(c) + (c.primary ? ` · ${t("card.primary")}` : "");
   document.title = `${cardName(c)} · Omnicard`;
-  $("card-balance").textContent = money(c.balance);
+  const balance = money(c.balance);
+  // Announced when it changes (aria-live), so written only then.
+  if ($("card-balance").textContent !== balance) $("card-balance").textContent = balance;
   $("card-status").textContent = t(`cards.status.${c.status}`);
   $("card-held").textContent = c.held.amount > 0 ? t("card.held", { amount: money(c.held) }) : "";
   const active = c.status === "active";
