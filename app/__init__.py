@@ -45,6 +45,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     from app.shifts import api as shifts_api
     from app.stores import api as stores_api
     from app.system import api as system_api
+    from app.web import cards as web_cards
     from app.web import pages as web_pages
     from app.webhooks import api as webhooks_api
 
@@ -68,5 +69,6 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.register_blueprint(product_images.blp)
     app.register_blueprint(receipt_pages.blp)
     app.register_blueprint(web_pages.blp)
+    app.register_blueprint(web_cards.blp)
 
     return app

@@ -12,6 +12,7 @@ from app.cards import schemas
 from app.cards import services as cards
 from app.cards.errors import (
     AmountOutOfRange,
+    AutoReloadNotSet,
     CardAlreadySold,
     CardFrozen,
     CardInactive,
@@ -34,7 +35,6 @@ from app.customers.models import Customer
 from app.customers.services import stars_balance
 from app.events import changes
 from app.ledger.errors import AccountFrozen, BalanceLimitExceeded, InsufficientFunds
-from app.ledger.models import LedgerTransaction, Posting
 from app.payments import services as payments
 from app.payments.errors import PaymentDeclined, TopUpNotFound, TopUpNotLoaded
 from app.payments.models import TopUp
@@ -82,28 +82,10 @@ class CardActivity(MethodView):
     def get(self, args, card_id):
         """Everything that moved the card's balance, newest first, a page at a time."""
         card = visible_card(card_id)
-        query = (
-            select(Posting, LedgerTransaction)
-            .join(LedgerTransaction, LedgerTransaction.id == Posting.transaction_id)
-            .where(Posting.account_id == card.account_id)
-            .order_by(Posting.id.desc())
-            .limit(args["limit"] + 1)
+        rows = cards.activity(
+            session(), card, limit=args["limit"], below=decode_cursor(args["cursor"])
         )
-        below = decode_cursor(args["cursor"])
-        if below is not None:
-            query = query.where(Posting.id < below)
-        rows = session().execute(query).all()
-        items = [
-            {
-                "id": posting.id,
-                "transaction_id": tx.id,
-                "kind": tx.kind,
-                "channel": tx.channel,
-                "amount": money(posting.amount, posting.unit),
-                "created_at": tx.created_at,
-            }
-            for posting, tx in rows[: args["limit"]]
-        ]
+        items = rows[: args["limit"]]
         more = len(rows) > args["limit"]
         return {"items": items, "next_cursor": str(items[-1]["id"]) if more else None}
 
@@ -234,7 +216,7 @@ class CardTransfers(MethodView):
         target = cards.owned_card(s, data["to_card_id"], p.customer_id)
         cards.check_currency(data["amount"]["currency"])
         transaction_id = cards.transfer_between(
-            s, source, target, data["amount"]["amount"], actor=p.actor
+            s, source, target, data["amount"]["amount"], actor=p.actor, channel=p.channel
         )
         return {
             "transaction_id": transaction_id,
@@ -255,7 +237,7 @@ class CardReportLost(MethodView):
         p = current_principal()
         s = session()
         card = cards.owned_card(s, card_id, p.customer_id)
-        replacement = cards.report_lost(s, card, actor=p.actor)
+        replacement = cards.report_lost(s, card, actor=p.actor, channel=p.channel)
         s.refresh(card)
         return {"lost_card": card_out(card), "replacement_card": card_out(replacement)}
 
@@ -284,6 +266,19 @@ def auto_reload_out(rule: AutoReload) -> dict:
 
 @blp.route("/cards/<id:card_id>/auto-reload")
 class CardAutoReload(MethodView):
+    @blp.requires("customer")
+    @blp.response(200, schemas.AutoReloadSchema)
+    @blp.errors(CardNotFound, AutoReloadNotSet)
+    def get(self, card_id):
+        """The card's auto-reload, if one is set (its saved payment token is never shown)."""
+        p = current_principal()
+        s = session()
+        card = cards.owned_card(s, card_id, p.customer_id)
+        rule = s.get(AutoReload, card.id)
+        if rule is None:
+            raise AutoReloadNotSet()
+        return auto_reload_out(rule)
+
     @blp.requires("customer")
     @blp.arguments(schemas.AutoReloadRequestSchema)
     @blp.response(200, schemas.AutoReloadSchema)

@@ -6,6 +6,11 @@ class CardNotFound(NotFound):
     message = "No such card."
 
 
+class AutoReloadNotSet(NotFound):
+    code = "auto_reload_not_set"
+    message = "This card has no auto-reload."
+
+
 class CardFrozen(DomainError):
     code = "card_frozen"
     http_status = 409

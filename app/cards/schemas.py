@@ -137,12 +137,28 @@ class TillBindNfcSchema(BindNfcSchema):
     )
 
 
+class StoreRefSchema(Schema):
+    id = ma.fields.Integer()
+    name = ma.fields.String()
+
+
 class ActivitySchema(Schema):
     id = ma.fields.Integer(metadata={"description": "The posting's id."})
     transaction_id = ma.fields.Integer()
-    kind = ma.fields.String()
-    channel = ma.fields.String(allow_none=True)
+    kind = ma.fields.String(
+        metadata={"description": "`sale`, `refund`, `top_up`, `card_transfer`, "
+                  "`lost_card_move`, `offline_hold`, `offline_release`, ..."}
+    )  # fmt: skip
+    channel = ma.fields.String(
+        allow_none=True,
+        metadata={"description": "`app`, `web`, `pos`, `kiosk`, `admin`, `system`."},
+    )
     amount = ma.fields.Nested(MoneyOutSchema, metadata={"description": "Signed: + in, - out."})
+    store = ma.fields.Nested(
+        StoreRefSchema,
+        allow_none=True,
+        metadata={"description": "Where it happened; null away from a store (app, website)."},
+    )
     created_at = ma.fields.DateTime()
 
 

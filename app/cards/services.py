@@ -28,11 +28,14 @@ from app.cards.errors import (
 )
 from app.cards.models import Card, CardBatch, PayCode
 from app.core import throttle
+from app.core.schemas import money
 from app.core.throttle import Limit
 from app.core.types import utcnow
 from app.events import changes
 from app.ledger import services as ledger
+from app.ledger.models import LedgerTransaction, Posting
 from app.ledger.rules import Leg
+from app.stores.models import Store
 
 PAY_CODE_LIFETIME = timedelta(seconds=60)
 
@@ -360,8 +363,11 @@ def check_currency(given: str) -> None:
         raise CurrencyMismatch(expected=currency(), given=given)
 
 
-def transfer_between(s: Session, source: Card, target: Card, amount: int, *, actor: str) -> int:
-    """Move ``amount`` between two cards of one shopper. Returns the ledger transaction id.
+def transfer_between(
+    s: Session, source: Card, target: Card, amount: int, *, actor: str, channel: str = "app"
+) -> int:
+    """Move ``amount`` between two cards of one shopper, asked for from ``channel`` (``app``
+    or ``web``, shown in the cards' activity). Returns the ledger transaction id.
 
     Raises SameCard, CardFrozen, AmountOutOfRange, InsufficientFunds, BalanceLimitExceeded.
     """
@@ -374,7 +380,7 @@ def transfer_between(s: Session, source: Card, target: Card, amount: int, *, act
     posted = ledger.post(
         s,
         kind="card_transfer",
-        channel="app",
+        channel=channel,
         actor=actor,
         legs=[
             Leg(source.account_id, -amount, currency()),
@@ -390,9 +396,10 @@ def transfer_between(s: Session, source: Card, target: Card, amount: int, *, act
     return posted.transaction_id
 
 
-def report_lost(s: Session, card: Card, *, actor: str) -> Card:
+def report_lost(s: Session, card: Card, *, actor: str, channel: str = "app") -> Card:
     """Freeze ``card`` for good and move its whole balance to a new digital card, in one
-    ledger transaction. The new card takes over as primary if the lost one was.
+    ledger transaction (from ``channel``: ``app`` or ``web``). The new card takes over as
+    primary if the lost one was.
 
     Raises CardFrozen if it was reported already.
     """
@@ -414,7 +421,7 @@ def report_lost(s: Session, card: Card, *, actor: str) -> Card:
         moved = ledger.post(
             s,
             kind="lost_card_move",
-            channel="app",
+            channel=channel,
             actor=actor,
             legs=[
                 Leg(card.account_id, -balance, currency()),
@@ -429,6 +436,37 @@ def report_lost(s: Session, card: Card, *, actor: str) -> Card:
             )  # fmt: skip
     ledger.freeze(s, card.account_id)
     return replacement
+
+
+def activity(s: Session, card: Card, *, limit: int, below: int | None = None) -> list[dict]:
+    """What moved the card's balance, newest first: up to ``limit + 1`` items (one more than
+    asked, so the caller knows whether a next page exists), each below posting id ``below``.
+
+    Each item says what it was, from which channel, and the store it happened at (None for
+    what happened away from a store: the app, the website, a move between cards).
+    """
+    query = (
+        select(Posting, LedgerTransaction, Store.id, Store.name)
+        .join(LedgerTransaction, LedgerTransaction.id == Posting.transaction_id)
+        .outerjoin(Store, Store.id == LedgerTransaction.store_id)
+        .where(Posting.account_id == card.account_id)
+        .order_by(Posting.id.desc())
+        .limit(limit + 1)
+    )
+    if below is not None:
+        query = query.where(Posting.id < below)
+    return [
+        {
+            "id": posting.id,
+            "transaction_id": tx.id,
+            "kind": tx.kind,
+            "channel": tx.channel,
+            "amount": money(posting.amount, posting.unit),
+            "store": None if store_id is None else {"id": store_id, "name": store_name},
+            "created_at": tx.created_at,
+        }
+        for posting, tx, store_id, store_name in s.execute(query).all()
+    ]
 
 
 def load_card(s: Session, card_id: int) -> Card:
