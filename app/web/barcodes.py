@@ -22,9 +22,12 @@ QR_QUIET_MODULES = 4
 CODE128_HEIGHT_MODULES = 50
 
 
-def _svg(width: int, height: int, path: str) -> str:
+def _svg(width: int, height: int, path: str, *, stretch: bool = False) -> str:
+    # A barcode may be stretched to the box the page gives it (wider bars read better); a
+    # QR code keeps its square.
+    aspect = ' preserveAspectRatio="none"' if stretch else ""
     return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}"{aspect} '
         f'shape-rendering="crispEdges"><rect width="{width}" height="{height}" fill="#fff"/>'
         f'<path fill="#000" d="{path}"/></svg>'
     )
@@ -82,7 +85,7 @@ def code128_svg(code: str) -> str:
             bars.append(f"M{left} 0h{x - start}v{CODE128_HEIGHT_MODULES}h-{x - start}z")
         else:
             x += 1
-    return _svg(width, CODE128_HEIGHT_MODULES, "".join(bars))
+    return _svg(width, CODE128_HEIGHT_MODULES, "".join(bars), stretch=True)
 
 
 def data_url(svg: str) -> str:

@@ -59,6 +59,7 @@ function hideCode() {
   qr.hidden = barcode.hidden = true;
   qr.removeAttribute("src");
   barcode.removeAttribute("src");
+  qr.alt = barcode.alt = "";
   digits.textContent = "";
   delete codes.dataset.code;
   say(countdown, "");
@@ -211,7 +212,8 @@ el("new-code").addEventListener("click", () => {
 
 // -- live: a sale with the code, a balance that moves --------------------------------------
 
-live((type, event) => {
+live((type, envelope) => {
+  const event = envelope && envelope.data; // the payload, inside {id, type, created_at, data}
   if (type === "open") {
     readCards();
     return;

@@ -107,11 +107,13 @@ function clearMessages() {
 function sayAlert(text, { field = false } = {}) {
   outcome.hidden = true;
   outcome.className = "outcome";
-  alertEl.textContent = text;
+  alertEl.textContent = field ? t("error.validation_error") : text;
   alertEl.hidden = false;
   if (field) {
     customError.textContent = text;
     custom.setAttribute("aria-invalid", "true");
+    custom.focus();
+    return;
   }
   alertEl.setAttribute("tabindex", "-1");
   alertEl.focus();
@@ -234,7 +236,8 @@ formEl.addEventListener("submit", async (e) => {
 
 // -- live: the balance, and a late bank's answer -----------------------------------------
 
-live((type, event) => {
+live((type, envelope) => {
+  const event = envelope && envelope.data; // the payload, inside {id, type, created_at, data}
   if (type === "open") {
     if (!busy) readCard();
     return;
