@@ -127,9 +127,7 @@ def test_a_double_click_charges_once(app, new_context, shopper, world):
     assert top_ups_of(app, ada.card_id) == [("web", "succeeded", 1_000)]
 
 
-def test_an_amount_outside_the_limits_is_refused_before_anything_is_sent(
-    app, new_context, shopper
-):
+def test_an_amount_outside_the_limits_is_refused_before_anything_is_sent(app, new_context, shopper):
     ada = shopper()
     page = signed_in(new_context, ada)
     open_top_up(page, ada.card_id, "$0.00")
