@@ -282,3 +282,30 @@ def test_both_pages_pass_the_accessibility_check(new_context, shopper, locale, v
     assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
     if lang == "es":
         expect(page.locator("h1")).to_have_text("Pagar en tienda")
+
+
+def countdown_seconds(page: Page) -> int:
+    text = page.locator("#countdown").inner_text()
+    match = re.fullmatch(r"New code in (\d+) s", text)
+    assert match, text
+    return int(match.group(1))
+
+
+def test_a_new_code_replaces_the_old_before_it_expires(new_context, shopper):
+    ada = shopper(load_minor=1_000)
+    page = new_context(viewport=PHONE).new_page()
+    page.clock.install()
+    log_in(page, ada.email, ada.password)
+    page.goto("/pay")
+    first = shown_code(page)
+    page.clock.pause_at(page.evaluate("Date.now()") / 1000 + 0.5)  # time moves when told
+    assert 45 <= countdown_seconds(page) <= 50
+
+    page.clock.fast_forward(38_000)
+    assert 7 <= countdown_seconds(page) <= 12
+    assert shown_code(page) == first
+
+    page.clock.fast_forward(12_000)  # 50 s in: 10 s or less before the first code expires
+    expect(page.locator("#codes")).not_to_have_attribute("data-code", first)
+    assert shown_code(page) != first
+    assert 45 <= countdown_seconds(page) <= 50
