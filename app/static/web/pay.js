@@ -236,10 +236,27 @@ live((type, envelope) => {
 
 let wakeLock = null;
 async function keepAwake() {
-  if (!("wakeLock" in navigator) || document.visibilityState !== "visible") return;
+  if (document.visibilityState !== "visible") return;
   try {
     wakeLock = await navigator.wakeLock.request("screen");
-  } catch { /* refused (battery saver, or not allowed here): the page still works */ }
+    el("wake-hint").hidden = true;
+  } catch {
+    // No Wake Lock here, or refused (battery saver): the shopper keeps the screen on.
+    el("wake-hint").hidden = false;
+  }
+}
+
+// Full screen: the code alone on a white screen, for the scanner.
+const fullScreen = el("full-screen");
+if (document.fullscreenEnabled) {
+  fullScreen.hidden = false;
+  fullScreen.addEventListener("click", () => {
+    if (document.fullscreenElement) document.exitFullscreen().catch(() => {});
+    else document.querySelector(".paycode").requestFullscreen().catch(() => {});
+  });
+  document.addEventListener("fullscreenchange", () => {
+    fullScreen.textContent = t(document.fullscreenElement ? "pay.code.leave_full_screen" : "pay.code.full_screen");
+  });
 }
 document.addEventListener("visibilitychange", () => {
   if (document.visibilityState !== "visible") return;
