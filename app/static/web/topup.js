@@ -3,7 +3,7 @@
 // or the page asking again while the bank is late all send the same key, so the card is
 // charged and credited once. A pending answer (202) is asked again with that key every
 // couple of seconds, and sooner when the event stream says the top-up settled.
-import { api, t, money, live, announce, parseAmount, newKey, ApiError, OfflineError } from "/static/web/core.js";
+import { api, t, money, live, parseAmount, newKey, ApiError, OfflineError } from "/static/web/core.js";
 
 const data = JSON.parse(document.getElementById("topup-data").textContent);
 const path = `/v1/cards/${data.card_id}/top-ups`;
@@ -154,13 +154,13 @@ async function topUp(body) {
     try {
       answer = await api("POST", path, body, { key });
     } catch (err) {
-      if (err instanceof ApiError && err.code === "request_in_progress") {
-        await sleep(RETRY_EVERY_MS);
+      if (err instanceof ApiError && err.code === "request_in_progress" && tries < GIVE_UP_WAITING_AFTER) {
+        await sleep(RETRY_EVERY_MS); // the same request is being carried out: ask for its answer
         continue;
       }
       // A refusal ends the attempt; with no answer, or an unknown outcome (5xx), the next
       // try must be the same request with the same key.
-      if (err instanceof ApiError && err.status < 500) attempt = null;
+      if (err instanceof ApiError && err.status < 500 && err.code !== "request_in_progress") attempt = null;
       waitingFor = null;
       throw err;
     }
@@ -169,8 +169,8 @@ async function topUp(body) {
     if (answer.status === 201) {
       attempt = null;
       waitingFor = null;
+      // Read out by the status region (or on focus, when it is shown for the first time).
       sayOutcome("done", t("pay.topup.done", { amount: money(topUpBody.amount), balance: money(topUpBody.card_balance) }), { focus: tries === 0 });
-      announce(outcomeText.textContent);
       return;
     }
     // 202: the bank is late. Ask again with the same key until it settles.
@@ -192,6 +192,8 @@ function explain(err) {
   switch (err.code) {
     case "payment_declined":
       return sayAlert(t(err.details.decline_code === "card_declined" ? "pay.topup.declined" : "pay.topup.declined_invalid", { balance: now }));
+    case "request_in_progress":
+      return sayAlert(t("pay.topup.in_progress"));
     case "top_up_not_loaded":
       return sayAlert(t("pay.topup.not_loaded", { balance: now }));
     case "amount_out_of_range":
