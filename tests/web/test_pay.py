@@ -143,6 +143,25 @@ def test_an_amount_outside_the_limits_is_refused_before_anything_is_sent(app, ne
     assert top_ups_of(app, ada.card_id) == []
 
 
+def test_a_top_up_by_keyboard_alone(app, new_context, shopper, world):
+    ada = shopper()
+    page = signed_in(new_context, ada)
+    open_top_up(page, ada.card_id, "$0.00")
+
+    page.get_by_role("radio", name="$25.00").focus()
+    page.keyboard.press("ArrowRight")
+    expect(page.get_by_role("radio", name="$50.00")).to_be_checked()
+    page.keyboard.press("Tab")
+    expect(page.get_by_label("Test card", exact=True)).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="Top up $50.00")).to_be_focused()
+    page.keyboard.press("Enter")
+
+    expect(page.locator("#outcome")).to_have_attribute("data-state", "done")
+    expect(page.locator("#outcome")).to_be_focused()
+    assert world.balance(ada.card_id) == 5_000
+
+
 def test_another_shoppers_card_shows_only_that_it_is_not_found(new_context, shopper):
     ada, grace = shopper(load_minor=1_000), shopper(name="Grace", load_minor=4_200)
     page = signed_in(new_context, ada)
