@@ -217,6 +217,30 @@ def test_the_pay_code_pays_at_a_till_and_the_balance_under_it_updates_live(
     assert world.balance(ada.card_id) == 1_555
 
 
+def test_a_code_for_another_of_the_shoppers_cards(new_context, shopper, world, till):
+    ada = shopper(load_minor=1_000)
+    batch = world.call("POST", "/v1/admin/card-batches", world.admin, {"size": 1, "note": "t"})
+    assert batch.status_code == 201, batch.json
+    physical = batch.json["cards"][0]
+    sold = world.call("POST", "/v1/pos/gift-cards", till.token, {
+        "card": {"card_number": physical["number"]},
+        "amount": {"amount": 700, "currency": "USD"}, "tender": "cash"})  # fmt: skip
+    assert sold.status_code == 201, sold.json
+    registered = world.call("POST", "/v1/me/cards", ada.token, {
+        "number": physical["number"], "security_code": physical["security_code"]})  # fmt: skip
+    assert registered.status_code == 201, registered.json
+    page = signed_in(new_context, ada)
+    page.goto("/pay")
+    expect(page.locator("#codes")).to_have_attribute("data-card-id", str(ada.card_id))
+
+    last4 = physical["number"][-4:]
+    page.get_by_label("Pay with").select_option(label=f"Card ···· {last4}")
+
+    expect(page.locator("#codes")).to_have_attribute("data-card-id", str(physical["id"]))
+    expect(page.locator("#balance")).to_have_text("$7.00")
+    shown_code(page)
+
+
 def test_a_top_up_elsewhere_moves_the_balance_under_the_code(new_context, shopper, world):
     ada = shopper(load_minor=1_000)
     page = signed_in(new_context, ada)
