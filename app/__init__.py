@@ -47,6 +47,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     from app.system import api as system_api
     from app.web import cards as web_cards
     from app.web import pages as web_pages
+    from app.web import pay as web_pay
     from app.webhooks import api as webhooks_api
 
     clis = (core_cli, ledger_cli, auth_cli, payments_cli, offline_cli, demo)
@@ -70,5 +71,6 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.register_blueprint(receipt_pages.blp)
     app.register_blueprint(web_pages.blp)
     app.register_blueprint(web_cards.blp)
+    app.register_blueprint(web_pay.blp)
 
     return app

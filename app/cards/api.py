@@ -388,12 +388,7 @@ class MyPayCodes(MethodView):
         """A code that pays from one card, once, for about a minute: show it at the till."""
         p = current_principal()
         s = session()
-        if data["card_id"] is None:
-            card = s.scalar(select(Card).where(Card.customer_id == p.customer_id, Card.is_primary))
-            if card is None:
-                raise CardNotFound("No primary card.")
-        else:
-            card = cards.owned_card(s, data["card_id"], p.customer_id)
+        card = cards.card_to_pay_with(s, p.customer_id, data["card_id"])
         code, pay_code = cards.issue_pay_code(s, card)
         return {"code": code, "card_id": card.id, "expires_at": pay_code.expires_at}
 

@@ -269,7 +269,20 @@ def prove_presented(
     return card, "security_code"
 
 
+def card_to_pay_with(s: Session, customer_id: int, card_id: int | None = None) -> Card:
+    """The card a shopper's pay code pays from: the one they chose, else their primary card.
+    Raises CardNotFound (not theirs, or no primary card)."""
+    if card_id is not None:
+        return owned_card(s, card_id, customer_id)
+    card = s.scalar(select(Card).where(Card.customer_id == customer_id, Card.is_primary))
+    if card is None:
+        raise CardNotFound("No primary card.")
+    return card
+
+
 def issue_pay_code(s: Session, card: Card) -> tuple[str, PayCode]:
+    """A code that pays from ``card`` once, for PAY_CODE_LIFETIME. Raises CardInactive,
+    CardFrozen."""
     require_active(card)
     code = numbers.new_pay_code()
     pay_code = PayCode(
