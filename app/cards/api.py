@@ -115,7 +115,10 @@ SHOPPER_CHANNELS = ("app", "web")
 def shopper_channel() -> str:
     """Where a shopper's top-up came from (``X-Omnicard-Channel``), recorded with it and shown
     in the card's activity: one of ``SHOPPER_CHANNELS``, and ``app`` for anything else, so a
-    client's header never writes free text into the books."""
+    client's header never writes free text into the books. The website's session is always
+    ``web``."""
+    if current_principal().web:
+        return "web"
     claimed = request.headers.get("X-Omnicard-Channel", "app")
     return claimed if claimed in SHOPPER_CHANNELS else "app"
 

@@ -167,6 +167,42 @@ export function showError(formEl, err) {
 }
 
 /**
+ * The browser's own checks of the form's fields (required, type, length, pattern), told in
+ * the page's language next to each field. The API checks again; this only saves a trip.
+ * True when every field is fine.
+ */
+function checkFields(formEl) {
+  let first = null;
+  for (const input of formEl.querySelectorAll("input, select, textarea")) {
+    const slot = formEl.querySelector(`#${CSS.escape(input.name)}-error`);
+    if (!input.willValidate) continue;
+    if (input.validity.valid) {
+      input.removeAttribute("aria-invalid");
+      if (slot) slot.textContent = "";
+      continue;
+    }
+    const v = input.validity;
+    let text;
+    if (v.valueMissing) text = t("field.required");
+    else if (v.typeMismatch && input.type === "email") text = t("field.bad_email");
+    else if (v.tooShort) text = t("field.too_short", { min: input.minLength });
+    else if (v.tooLong) text = t("field.too_long", { max: input.maxLength });
+    else if (v.patternMismatch && input.dataset.patternMessage) text = t(input.dataset.patternMessage);
+    else text = t("field.invalid");
+    input.setAttribute("aria-invalid", "true");
+    if (slot) slot.textContent = text;
+    first = first || input;
+  }
+  if (first) {
+    const alert = formEl.querySelector("[role=alert]");
+    if (alert) { alert.textContent = t("error.validation_error"); alert.hidden = false; }
+    first.focus();
+    return false;
+  }
+  return true;
+}
+
+/**
  * Run `handler(values, formEl)` when the form is submitted: the button is disabled while it
  * runs, and an error is shown in the form.
  */
@@ -175,6 +211,7 @@ export function form(formEl, handler) {
     e.preventDefault();
     const alert = formEl.querySelector("[role=alert]");
     if (alert) { alert.hidden = true; alert.textContent = ""; }
+    if (!checkFields(formEl)) return;
     const buttons = formEl.querySelectorAll("button[type=submit]");
     buttons.forEach((b) => { b.disabled = true; });
     try {

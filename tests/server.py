@@ -1,7 +1,9 @@
-"""An Omnicard app process for the till's tests: ``python -m tests.pos_client.server [PORT]``
-serves on 127.0.0.1 (PORT, or a free one) with its event hub, prints the port, and serves
-until killed: the till's tests stop it and start it again on the same port, as a till sees
-its server go away and come back."""
+"""An Omnicard app process for the tests that meet the server across the network (the till's,
+the website's in a browser): ``python -m tests.server [PORT]`` serves on 127.0.0.1 (PORT, or
+a free one) with its event hub, prints the port, and serves until killed. The till's tests
+stop it and start it again on the same port, as a till sees its server go away and come back.
+The configuration comes from the environment (``DATABASE_URL``, ``OMNICARD_SECURE_COOKIES``)
+over the tests' own (tests/conftest.py TEST_CONFIG)."""
 
 import os
 import sys
