@@ -58,6 +58,7 @@ def price_now(product: Product, customer_id: int | None) -> dict:
     }
 
 
+@blp.get("/p/", defaults={"sku": ""})
 @blp.get("/p/<sku>")
 def product_page(sku: str):
     s = session()

@@ -96,7 +96,7 @@ def test_a_product_no_store_sells_says_so(world, client):
     assert "No store sells this right now." in client.get("/p/AP-SOCKS").get_data(as_text=True)
 
 
-@pytest.mark.parametrize("sku", ["NO-SUCH-SKU", "dw-mug", "DW-MUG-", "WITHDRAWN"])
+@pytest.mark.parametrize("sku", ["NO-SUCH-SKU", "dw-mug", "DW-MUG-", "WITHDRAWN", ""])
 def test_an_unknown_or_withdrawn_sku_gets_a_404_page_not_json(world, client, sku):
     world.product(sku="DW-MUG")
     world.product(sku="WITHDRAWN", active=False)
