@@ -2,8 +2,8 @@
 the website's in a browser): ``python -m tests.server [PORT]`` serves on 127.0.0.1 (PORT, or
 a free one) with its event hub, prints the port, and serves until killed. The till's tests
 stop it and start it again on the same port, as a till sees its server go away and come back.
-The configuration comes from the environment (``DATABASE_URL``, ``OMNICARD_SECURE_COOKIES``)
-over the tests' own (tests/conftest.py TEST_CONFIG)."""
+Configuration: the tests' own (tests/conftest.py TEST_CONFIG) over the environment's, with
+the database named by ``DATABASE_URL``."""
 
 import os
 import sys

@@ -72,14 +72,14 @@ def check_accessibility(page: Page) -> None:
 
 def log_in(target: BrowserContext | Page, email: str, password: str) -> Page:
     """Logs in through the website's own login page (/login), as a shopper does: the page,
-    on the home page after the login. Given a context, a new page of it."""
+    on the home page with the cards shown. Given a context, a new page of it."""
     page = target.new_page() if isinstance(target, BrowserContext) else target
     page.goto("/login")
-    page.locator("input[name=email]").fill(email)
-    page.locator("input[name=password]").fill(password)
-    page.locator("form button[type=submit]").click()
+    page.locator("#login-form input[name=email]").fill(email)
+    page.locator("#login-form input[name=password]").fill(password)
+    page.locator("#login-form button[type=submit]").click()
     page.wait_for_url(HOME)
-    expect(page.locator("main")).to_be_visible()
+    expect(page.locator("#cards")).to_have_attribute("aria-busy", "false")
     return page
 
 

@@ -1,5 +1,5 @@
 """The website in a real browser: a live server process (tests/live.py) on the test
-database, Debian's chromium driven by Playwright (one browser for the run, a fresh context
+database, Debian's chromium driven by Playwright (one browser for these tests, a fresh context
 per test: no cookie or storage crosses tests), and the people and things a page shows.
 
 Fixtures:
@@ -18,6 +18,7 @@ Helpers (tests/web/browser.py): ``log_in(page_or_context, email, password)`` thr
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,15 +37,20 @@ server, admin, world = live.server, live.admin, live.world
 PASSWORD = "a long password"
 
 
-@pytest.fixture(scope="session")
+# One Playwright and one browser for all of this package's tests. Not for the whole run:
+# Playwright's sync API holds an asyncio loop running in this thread while it lives, and
+# tests that come after (the till's async ones, when asked for in that order) need their own.
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as p:
         expect.set_options(timeout=TIMEOUT_MS)
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright) -> Iterator[Browser]:
+    if not os.access(CHROMIUM, os.X_OK):  # the run fails: these tests are never skipped
+        pytest.fail(f"no browser at {CHROMIUM}: run scripts/ensure-chromium (scripts/test does)")
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
     yield browser
     browser.close()

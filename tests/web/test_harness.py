@@ -1,9 +1,9 @@
-"""The browser harness itself, on pages that stand without a login: the receipt's page that a
-sale's QR code opens, and the accessibility check failing where it must."""
+"""The browser harness itself: the receipt's page that a sale's QR code opens, a sale at the
+till reaching an open page live, and the accessibility check failing where it must."""
 
 from playwright.sync_api import expect
 
-from tests.web.browser import accessibility_violations, check_accessibility
+from tests.web.browser import accessibility_violations, check_accessibility, log_in
 
 
 def test_a_sale_at_the_till_has_a_receipt_page_that_passes_the_accessibility_check(
@@ -30,3 +30,16 @@ def test_the_accessibility_check_finds_serious_violations(page):
     found = {v["id"] for v in accessibility_violations(page)}
 
     assert {"image-alt", "color-contrast", "label"} <= found
+
+
+def test_a_sale_at_the_till_reaches_the_shoppers_open_home_page_live(page, shopper, till):
+    ada = shopper(load_minor=2000)
+    log_in(page, ada.email, ada.password)
+    expect(page.locator("#cards .card-balance")).to_have_text("$20.00")
+    expect(page.locator("#stars-count")).to_have_text("0")
+
+    sale = till.sell(ada, "mug")
+
+    expect(page.locator("#cards .card-balance")).to_have_text("$7.50")
+    expect(page.locator("#stars-count")).to_have_text(str(sale["stars_earned"]))
+    assert sale["stars_earned"] > 0

@@ -49,7 +49,16 @@ export async function api(method, path, body = undefined, { key } = {}) {
   } catch (err) {
     throw new OfflineError(String(err));
   }
-  const data = response.status === 204 ? null : await response.json().catch(() => null);
+  let data = null;
+  if (response.status !== 204) {
+    try {
+      data = await response.json();
+    } catch (err) {
+      // A success whose body did not arrive whole (the page was left mid-read, the network
+      // dropped) says nothing: never pass it on as an answer, nor keep it for offline.
+      if (response.ok) throw new OfflineError(String(err));
+    }
+  }
   if (!response.ok) {
     if (response.status === 401 && path !== "/session") forget();
     throw new ApiError(response.status, (data && data.error) || {});
