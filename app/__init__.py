@@ -48,6 +48,8 @@ def create_app(overrides: dict | None = None) -> Flask:
     from app.web import cards as web_cards
     from app.web import pages as web_pages
     from app.web import pay as web_pay
+    from app.web import products as web_products
+    from app.web import pwa as web_pwa
     from app.webhooks import api as webhooks_api
 
     clis = (core_cli, ledger_cli, auth_cli, payments_cli, offline_cli, demo)
@@ -72,5 +74,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.register_blueprint(web_pages.blp)
     app.register_blueprint(web_cards.blp)
     app.register_blueprint(web_pay.blp)
+    app.register_blueprint(web_products.blp)
+    app.register_blueprint(web_pwa.blp)
 
     return app

@@ -77,6 +77,21 @@ CATALOG = [
     ("AP-SOCKS", "Coffee Bean Socks", "apparel", 1200, "One size."),
     ("AP-TOTE", "Canvas Tote", "apparel", 1800, "Holds a week of groceries."),
 ]
+# Where each category is sold: every store pours drinks and bakes, Pike Place also has the
+# merchandise shelves. Some shelves are empty, so the product pages and kiosks show both.
+SOLD_AT = {
+    "coffee": ("pike-place", "union-square"),
+    "tea": ("pike-place", "union-square"),
+    "food": ("pike-place", "union-square"),
+    "beans": ("pike-place", "union-square"),
+    "drinkware": ("pike-place", "union-square"),
+    "apparel": ("pike-place",),
+}
+OUT_OF_STOCK = {
+    ("DW-TUMBLER", "union-square"),
+    ("BN-DECAF", "union-square"),
+    ("AP-TEE-S", "pike-place"),
+}
 # NFC tags on the kiosk-facing shelf edges, for the in-store kiosks.
 TAGS = {"DW-TUMBLER": "04A1B2C3D4E5F6", "AP-HOODIE": "04A1B2C3D4E5F7", "BN-PIKE": "04A1B2C3D4E5F8"}
 
@@ -106,6 +121,7 @@ def build_demo(base_url: str) -> dict:
             "api_docs": f"{base_url}/docs",
             "openapi": f"{base_url}/openapi.json",
             "health": f"{base_url}/v1/health",
+            "product_page": f"{base_url}/p/DW-TUMBLER",
         },
         "admin": {"email": ADMIN[0], "password": ADMIN[2], "login": "POST /v1/auth/login "
                   '{"email", "password", "account": "staff"}'},
@@ -114,6 +130,7 @@ def build_demo(base_url: str) -> dict:
     }  # fmt: skip
     currency = current_app.config["CURRENCY"]
 
+    products = {}
     for n, (sku, name, category, price, description) in enumerate(CATALOG, start=1):
         tags = [TAGS[sku]] if sku in TAGS else []
         product = catalog.create_product(
@@ -121,6 +138,7 @@ def build_demo(base_url: str) -> dict:
             price_minor=price, description=description, nfc_tag_ids=tags,
         )  # fmt: skip
         product.image_url = f"{base_url}/media/products/{product.id}.svg"
+        products[sku] = product
     tills = {}
     for code, email, name, staff_code, pin in CASHIERS:
         store = stores.create_store(
@@ -141,6 +159,12 @@ def build_demo(base_url: str) -> dict:
             "kiosk": {"device_id": kiosk.id, "secret": kiosk_secret},
             "cashier": {"email": email, "staff_code": staff_code, "pin": pin,
                         "sign_in": "POST /v1/pos/sessions with the POS secret"},
+        })  # fmt: skip
+
+    store_ids = {code: till.store_id for code, till in tills.items()}
+    for sku, _name, category, _price, _description in CATALOG:
+        catalog.set_stores(s, products[sku], {
+            store_ids[code]: (sku, code) not in OUT_OF_STOCK for code in SOLD_AT[category]
         })  # fmt: skip
 
     pike, union = tills["pike-place"], tills["union-square"]

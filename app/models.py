@@ -2,7 +2,7 @@
 
 from app.auth.models import AuthToken, Staff
 from app.cards.models import AutoReload, Card, CardBatch, PayCode
-from app.catalog.models import Product, ProductTag
+from app.catalog.models import Product, ProductTag, StoreProduct
 from app.core.db import Base
 from app.core.idempotency import IdempotencyRecord
 from app.core.throttle import FailedAttempt
@@ -46,6 +46,7 @@ __all__ = [
     "Shift",
     "Staff",
     "Store",
+    "StoreProduct",
     "TopUp",
     "Webhook",
     "WebhookAttempt",

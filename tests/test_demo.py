@@ -6,7 +6,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from app.auth.models import Staff
-from app.catalog.models import Product
+from app.catalog.models import Product, StoreProduct
 from app.core import config
 from app.customers.models import Customer
 from app.ledger.models import LedgerTransaction
@@ -30,6 +30,9 @@ def test_demo_load_creates_a_usable_programme_and_says_how_to_use_it(app, db, ap
     assert count(db, Store) == 2
     assert count(db, Product) >= 30
     assert count(db, Product, Product.image_url == "") == 0
+    # Every product is sold somewhere, and some shelves are empty.
+    assert count(db, Product, ~Product.id.in_(select(StoreProduct.product_id))) == 0
+    assert count(db, StoreProduct, StoreProduct.in_stock.is_(False)) >= 1
     assert count(db, Device, Device.kind == "pos") == 2
     assert count(db, Device, Device.kind == "kiosk") == 2
     assert count(db, Staff, Staff.role == "admin") == 1

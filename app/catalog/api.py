@@ -14,6 +14,7 @@ from app.catalog.services import ProductExists, ProductNotFound
 from app.core.api import Blueprint
 from app.core.db import session
 from app.core.schemas import (
+    Id,
     List,
     MoneyOutSchema,
     MoneySchema,
@@ -22,6 +23,8 @@ from app.core.schemas import (
     Text,
     decode_cursor,
 )
+from app.stores.api import StoreSchema
+from app.stores.services import StoreNotFound
 
 blp = Blueprint("catalog", __name__, url_prefix="/v1", description="Products and prices.")
 
@@ -147,3 +150,98 @@ class ProductView(MethodView):
             check_currency(fields.pop("currency"))
         catalog.update_product(session(), product, **fields)
         return product_body(product, catalog.tags_of(session(), [product.id])[product.id])
+
+
+#: More stores than a product could be sold in: a bound on the body, not a business rule.
+MAX_STORES = 1000
+
+
+class JsonBoolean(ma.fields.Boolean):
+    """true or false, as JSON writes them (not "yes", 1 or "on")."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
+class StoreStockSchema(Schema):
+    store_id = Id(required=True)
+    in_stock = JsonBoolean(required=True)
+
+
+class StoreStockListSchema(Schema):
+    items = List(ma.fields.Nested(StoreStockSchema), max_items=MAX_STORES, required=True)
+
+    @ma.validates_schema
+    def each_store_once(self, data, **kwargs):
+        ids = [item["store_id"] for item in data.get("items", [])]
+        if len(ids) != len(set(ids)):
+            raise ma.ValidationError("Each store may be listed once.", "items")
+
+
+class InStockSchema(Schema):
+    in_stock = JsonBoolean(required=True)
+
+
+class ProductStoreSchema(Schema):
+    store = ma.fields.Nested(StoreSchema)
+    in_stock = ma.fields.Boolean()
+
+
+class ProductStoreListSchema(Schema):
+    items = ma.fields.List(ma.fields.Nested(ProductStoreSchema))
+
+
+def stores_body(product: Product) -> dict:
+    return {
+        "items": [
+            {"store": store, "in_stock": in_stock}
+            for store, in_stock in catalog.stores_selling(session(), product.id)
+        ]
+    }
+
+
+@blp.route("/products/<id:product_id>/stores")
+class ProductStores(MethodView):
+    @blp.response(200, ProductStoreListSchema)
+    @blp.errors(ProductNotFound)
+    def get(self, product_id):
+        """The stores that sell a product, by name, and whether it is in stock at each.
+        Anyone."""
+        return stores_body(catalog.load_product(session(), product_id))
+
+    @blp.requires("staff", role="admin")
+    @blp.arguments(StoreStockListSchema)
+    @blp.response(200, ProductStoreListSchema)
+    @blp.errors(ProductNotFound, StoreNotFound)
+    def put(self, data, product_id):
+        """Say which stores sell a product, and whether each has it in stock: the whole list
+        (a store left out stops selling it; `[]`: sold nowhere)."""
+        product = catalog.load_product(session(), product_id)
+        stock = {item["store_id"]: item["in_stock"] for item in data["items"]}
+        catalog.set_stores(session(), product, stock)
+        return stores_body(product)
+
+
+@blp.route("/products/<id:product_id>/stores/<id:store_id>")
+class ProductStore(MethodView):
+    @blp.requires("staff", role="admin")
+    @blp.arguments(InStockSchema)
+    @blp.response(200, ProductStoreListSchema)
+    @blp.errors(ProductNotFound, StoreNotFound)
+    def put(self, data, product_id, store_id):
+        """One store sells the product, in stock or not (run out, restocked); the other
+        stores stay as they were. Answers the whole list."""
+        product = catalog.load_product(session(), product_id)
+        catalog.set_in_stock(session(), product, store_id, data["in_stock"])
+        return stores_body(product)
+
+    @blp.requires("staff", role="admin")
+    @blp.response(200, ProductStoreListSchema)
+    @blp.errors(ProductNotFound)
+    def delete(self, product_id, store_id):
+        """One store stops selling the product. Answers the whole list."""
+        product = catalog.load_product(session(), product_id)
+        catalog.stop_selling(session(), product, store_id)
+        return stores_body(product)

@@ -45,3 +45,18 @@ class ProductTag(Base):
     #: The tag's UID, upper-case hex.
     tag_id: Mapped[str] = mapped_column(String(32))
     product_id: Mapped[int] = mapped_column(ForeignKey("products.id"), index=True)
+
+
+class StoreProduct(Base):
+    """A store carries a product: the kiosks and the product page say whether it is in stock
+    there. A store with no row does not sell the product."""
+
+    __tablename__ = "store_products"
+    __table_args__ = (UniqueConstraint("product_id", "store_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    #: Indexed by the unique constraint, which leads with it.
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id"))
+    store_id: Mapped[int] = mapped_column(ForeignKey("stores.id"), index=True)
+    in_stock: Mapped[bool] = mapped_column(default=True)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)

@@ -9,8 +9,10 @@ from sqlalchemy.orm import Session
 from app.cards.errors import InvalidNfcUid
 from app.cards.numbers import normalise_nfc_uid
 from app.cards.services import check_currency
-from app.catalog.models import Product, ProductTag
+from app.catalog.models import Product, ProductTag, StoreProduct
 from app.core.errors import Conflict, NotFound
+from app.stores.models import Store
+from app.stores.services import StoreNotFound
 
 
 class ProductNotFound(NotFound):
@@ -104,3 +106,95 @@ def products_by_sku(s: Session, skus: list[str]) -> dict[str, Product]:
         if sku not in found:
             raise UnknownSku(sku=sku)
     return found
+
+
+def active_product_by_sku(s: Session, sku: str) -> Product:
+    """The product on sale with exactly this SKU (SKUs are unique as written, so the case
+    counts). Raises ProductNotFound for an unknown SKU or a product taken off sale."""
+    product = s.scalar(select(Product).where(Product.sku == sku, Product.active))
+    if product is None:
+        raise ProductNotFound(sku=sku)
+    return product
+
+
+def stores_selling(s: Session, product_id: int) -> list[tuple[Store, bool]]:
+    """The stores that carry the product, by name, each with whether it is in stock there."""
+    rows = s.execute(
+        select(Store, StoreProduct.in_stock)
+        .join(StoreProduct, StoreProduct.store_id == Store.id)
+        .where(StoreProduct.product_id == product_id)
+        .order_by(Store.name, Store.id)
+    )
+    return [(store, in_stock) for store, in_stock in rows]
+
+
+def in_stock_at(s: Session, product_id: int, store_id: int) -> bool | None:
+    """Whether the store has the product in stock; None when the store does not carry it."""
+    return s.scalar(
+        select(StoreProduct.in_stock).where(
+            StoreProduct.product_id == product_id, StoreProduct.store_id == store_id
+        )
+    )
+
+
+def _lock(s: Session, product: Product) -> None:
+    # Changes to one product's stores take turns: two at once would both insert a store's row.
+    s.execute(select(Product.id).where(Product.id == product.id).with_for_update())
+
+
+def _check_stores(s: Session, store_ids) -> None:
+    wanted = set(store_ids)
+    known = set(s.scalars(select(Store.id).where(Store.id.in_(wanted)))) if wanted else set()
+    for store_id in sorted(wanted - known):
+        raise StoreNotFound(store_id=store_id)
+
+
+def set_stores(s: Session, product: Product, stock: dict[int, bool]) -> None:
+    """Make ``stock`` ({store id: in stock}) the whole list of stores that carry the product:
+    stores not in it stop carrying it. Raises StoreNotFound (nothing changes then)."""
+    _check_stores(s, stock)
+    _lock(s, product)
+    existing = {
+        row.store_id: row
+        for row in s.scalars(select(StoreProduct).where(StoreProduct.product_id == product.id))
+    }
+    for store_id, row in existing.items():
+        if store_id not in stock:
+            s.delete(row)
+    for store_id, in_stock in stock.items():
+        row = existing.get(store_id)
+        if row is None:
+            s.add(StoreProduct(product_id=product.id, store_id=store_id, in_stock=in_stock))
+        elif row.in_stock != in_stock:
+            row.in_stock = in_stock
+    s.flush()
+
+
+def set_in_stock(s: Session, product: Product, store_id: int, in_stock: bool) -> None:
+    """One store carries the product, in stock or not; the other stores stay as they are.
+    Raises StoreNotFound."""
+    _check_stores(s, [store_id])
+    _lock(s, product)
+    row = s.scalar(
+        select(StoreProduct).where(
+            StoreProduct.product_id == product.id, StoreProduct.store_id == store_id
+        )
+    )
+    if row is None:
+        s.add(StoreProduct(product_id=product.id, store_id=store_id, in_stock=in_stock))
+    else:
+        row.in_stock = in_stock
+    s.flush()
+
+
+def stop_selling(s: Session, product: Product, store_id: int) -> None:
+    """The store no longer carries the product (nothing to do if it did not)."""
+    _lock(s, product)
+    row = s.scalar(
+        select(StoreProduct).where(
+            StoreProduct.product_id == product.id, StoreProduct.store_id == store_id
+        )
+    )
+    if row is not None:
+        s.delete(row)
+        s.flush()

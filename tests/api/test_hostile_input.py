@@ -195,6 +195,10 @@ VALID_BODIES: dict[tuple[str, str], Callable[[Shop, str], dict]] = {
     ("PATCH", "/v1/products/{product_id}"): lambda shop, caller: {
         "barcode": "87654321", "name": "Latte", "description": "Milk", "category": "coffee",
         "price": usd(500), "image_url": "", "nfc_tag_ids": ["04A2B3C5"], "active": True},
+    ("PUT", "/v1/products/{product_id}/stores"): lambda shop, caller: {
+        "items": [{"store_id": shop.ids["store_id"], "in_stock": True}]},
+    ("PUT", "/v1/products/{product_id}/stores/{store_id}"): lambda shop, caller: {
+        "in_stock": False},
     ("POST", "/v1/admin/stores"): lambda shop, caller: {
         "code": "hostile", "name": "Hostile", "address": "1 Way"},
     ("POST", "/v1/admin/devices"): lambda shop, caller: {
