@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import os
+import platform
+import shutil
 import socket
 import struct
 import threading
@@ -468,3 +470,32 @@ def test_the_printer_loads_when_its_profile_cache_folder_is_missing(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout == ""
     assert any(folder.iterdir())  # the cache went where it was told
+
+
+def test_tills_starting_together_on_an_empty_profile_cache_all_start(tmp_path):
+    """python-escpos writes its profiles' cache in place: a program that started while another
+    was writing it read half a file and failed (EOFError). The cache is now written aside and
+    moved into place whole."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "cache"
+    env = dict(os.environ, ESCPOS_CAPABILITIES_PICKLE_DIR=str(folder))
+    for _ in range(3):
+        shutil.rmtree(folder, ignore_errors=True)
+        starting = [
+            subprocess.Popen(
+                [sys.executable, "-c", "import pos_client.hardware.printer"],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )  # fmt: skip
+            for _ in range(6)
+        ]
+        for process in starting:
+            _, err = process.communicate(timeout=60)
+            assert process.returncode == 0, err
+        assert [p.name for p in folder.iterdir()] == [
+            f"{platform.python_version()}.capabilities.pickle"
+        ]
