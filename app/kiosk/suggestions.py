@@ -14,10 +14,10 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from app.catalog.models import Product, StoreProduct
-from app.catalog.pricing import ListPrice, price_cart
 from app.core.types import utcnow
 from app.kiosk import ranking
 from app.kiosk.models import KioskTap, ProductPairCount, ProductStoreCount
+from app.kiosk.services import product_summaries
 from app.sales.models import Sale, SaleLine
 
 #: How far back a joined shopper's purchases and taps seed the suggestions.
@@ -95,29 +95,6 @@ def _gems(s: Session, store_id: int, product_ids: list[int]) -> dict[int, rankin
     return {pid: ranking.GemStats(int(taps), int(sold)) for pid, taps, sold in rows}
 
 
-def product_summary(product: Product, *, customer_id: int | None, store_id: int) -> dict:
-    """What a suggestion shows of a product, priced by the one pricing function."""
-    price = ListPrice(product.id, product.sku, product.name, product.price_minor, product.currency)
-    cart = price_cart(
-        [(product.sku, 1)],
-        {product.sku: price},
-        currency=product.currency,
-        customer_id=customer_id,
-        channel="kiosk",
-        store_id=store_id,
-        at=utcnow(),
-    )
-    return {
-        "id": product.id,
-        "sku": product.sku,
-        "name": product.name,
-        "image_url": product.image_url,
-        "category": product.category,
-        "price": {"amount": cart.total_minor, "currency": cart.currency},
-        "list_price": {"amount": product.price_minor, "currency": product.currency},
-    }
-
-
 def suggest(
     s: Session,
     *,
@@ -144,18 +121,19 @@ def suggest(
         limit=limit,
     )
     wanted = {r.product_id for r in ranked} | {r.because_of for r in ranked if r.because_of}
-    products = {
-        p.id: p for p in s.scalars(select(Product).where(Product.id.in_(wanted)))
-    } if wanted else {}  # fmt: skip
+    if not ranked:
+        return []
+    products = {p.id: p for p in s.scalars(select(Product).where(Product.id.in_(wanted)))}
+    summaries = product_summaries(
+        s, [products[r.product_id] for r in ranked], store_id=store_id, customer_id=customer_id
+    )
     return [
         {
-            "product": product_summary(
-                products[r.product_id], customer_id=customer_id, store_id=store_id
-            ),
+            "product": summary,
             "reason": {
                 "kind": r.reason,
                 "product_name": products[r.because_of].name if r.because_of else None,
             },
         }
-        for r in ranked
+        for r, summary in zip(ranked, summaries, strict=True)
     ]

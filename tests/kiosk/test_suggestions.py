@@ -12,7 +12,8 @@ from app.cards.models import Card
 from app.catalog.services import set_stores
 from app.core.types import utcnow
 from app.kiosk import counts
-from app.kiosk.models import KioskSession, KioskTap, ProductPairCount, ProductStoreCount
+from app.kiosk.models import ProductPairCount, ProductStoreCount
+from app.kiosk.services import TapRead, picture_of, record_tap
 from app.kiosk.suggestions import suggest
 from app.sales.models import Sale
 from app.sales.services import make_sale
@@ -35,6 +36,7 @@ class Shop:
                 device_kind="pos", store_id=store.id,
             )  # fmt: skip
         self.p = {}
+        self.clock = utcnow() - timedelta(days=2)
 
     def product(self, name, *, stores):
         product = self.world.product(name=name, price=300)
@@ -42,26 +44,18 @@ class Shop:
         self.p[name] = product
         return product
 
-    def session(self, customer_id=None):
-        now = utcnow()
-        row = KioskSession(
-            device_id=self.kiosk.id, store_id=self.here.id, customer_id=customer_id,
-            started_at=now, last_tap_at=now,
-        )  # fmt: skip
-        self.db.add(row)
-        self.db.flush()
-        return row
-
-    def tap(self, session, name):
-        tap = KioskTap(
-            device_id=self.kiosk.id, store_id=self.here.id, tap_ref=uuid.uuid4().hex,
-            tapped_at=utcnow(), kind="product", product_id=self.p[name].id,
-            customer_id=session.customer_id, kiosk_session_id=session.id, detail="",
-        )  # fmt: skip
-        self.db.add(tap)
-        self.db.flush()
-        counts.record_tap(self.db, tap)
-        return tap
+    def taps(self, *names):
+        """One kiosk session tapping ``names``, through the kiosk's tap service."""
+        self.clock += timedelta(hours=1)
+        for name in names:
+            self.clock += timedelta(seconds=5)
+            read = TapRead(
+                tap_ref=uuid.uuid4().hex,
+                tapped_at=self.clock,
+                uris=(f"https://shop.example/p/{self.p[name].sku}",),
+            )
+            tap, _ = record_tap(self.db, self.kiosk, read)
+            assert tap.kind == "product" and tap.product_id == self.p[name].id
 
     def sell(self, *names, store=None, card_number=None, quantity=1):
         store = store or self.here
@@ -115,10 +109,8 @@ def fixed_history(shop):
     shop.sell("Mug", "Syrup", store=shop.there)
     shop.sell("Mug", "Grinder", store=shop.there)
     shop.sell("Grinder", store=shop.there, quantity=14)
-    first, second = shop.session(), shop.session()
-    for session, names in ((first, ["Mug", "Filter"]), (second, ["Mug", "Filter", "Mug"])):
-        for name in names:
-            shop.tap(session, name)
+    shop.taps("Mug", "Filter")
+    shop.taps("Mug", "Filter", "Mug")
 
 
 def test_a_fixed_history_gives_the_expected_suggestions_in_order(shop):
@@ -139,9 +131,9 @@ def test_the_suggestion_carries_the_product_and_its_price(shop):
     beans = shop.p["Beans"]
     assert found == [{
         "product": {
-            "id": beans.id, "sku": beans.sku, "name": "Beans", "image_url": "",
+            "id": beans.id, "sku": beans.sku, "name": "Beans", "image_url": picture_of(beans),
             "category": "coffee", "price": {"amount": 300, "currency": "USD"},
-            "list_price": {"amount": 300, "currency": "USD"},
+            "list_price": {"amount": 300, "currency": "USD"}, "in_stock": True,
         },
         "reason": {"kind": "bought_with", "product_name": "Mug"},
     }]  # fmt: skip
@@ -163,9 +155,7 @@ def test_a_sale_counts_each_pair_in_it_both_ways_and_the_units_per_store(shop):
 
 
 def test_taps_in_one_session_pair_once_however_often_they_are_tapped(shop):
-    session = shop.session()
-    for name in ("Kettle", "Scale", "Kettle", "Scale"):
-        shop.tap(session, name)
+    shop.taps("Kettle", "Scale", "Kettle", "Scale")
     assert shop.pair("Kettle", "Scale") == (0, 1)
     row = shop.db.get(ProductStoreCount, (shop.p["Kettle"].id, shop.here.id))
     assert (row.taps, row.sold) == (2, 0)
@@ -209,7 +199,7 @@ def test_the_boost_lifts_a_product_that_sells_elsewhere_and_is_missed_here(shop)
         (first, "bought_with", "Kettle"),
     ]
     for _ in range(20):  # tapped a lot here: no longer hidden
-        shop.tap(shop.session(), second)
+        shop.taps(second)
     assert [n for n, _, _ in shop.suggest("Kettle")] == [first, second]
 
 
