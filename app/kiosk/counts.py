@@ -19,11 +19,12 @@ from datetime import timedelta
 from itertools import combinations
 
 from flask import current_app, has_app_context
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.kiosk.models import KioskTap, ProductPairCount, ProductStoreCount
+from app.kiosk.ranking import BOUGHT_WEIGHT, TAPPED_WEIGHT
 from app.sales.models import Sale, SaleLine
 
 DEFAULT_BOUGHT_TOGETHER_DAYS = 7
@@ -50,8 +51,9 @@ def add_pairs(s: Session, pairs: Counter, column: str) -> None:
             rows[(b, a)] += n
     if not rows:
         return
+    weight = {"bought": BOUGHT_WEIGHT, "tapped": TAPPED_WEIGHT}[column]
     values = [
-        {"product_id": a, "other_id": b, "bought": 0, "tapped": 0, column: n}
+        {"product_id": a, "other_id": b, "bought": 0, "tapped": 0, column: n, "score": weight * n}
         for (a, b), n in sorted(rows.items())
     ]
     stmt = _insert(s, ProductPairCount).values(values)
@@ -59,7 +61,10 @@ def add_pairs(s: Session, pairs: Counter, column: str) -> None:
     s.execute(
         stmt.on_conflict_do_update(
             index_elements=["product_id", "other_id"],
-            set_={column: table.c[column] + stmt.excluded[column]},
+            set_={
+                column: table.c[column] + stmt.excluded[column],
+                "score": table.c.score + stmt.excluded.score,
+            },
         )
     )
 
@@ -203,25 +208,40 @@ def recount(s: Session) -> None:
         ),
         bought_together_days(),
     )
-    _write_chunks(s, tapped, "tapped")
-    _write_chunks(s, bought, "bought")
-    for store_id, counts in taps_per_store.items():
-        _write_product_chunks(s, store_id, counts, "taps")
-    for store_id, counts in sold_per_store.items():
-        _write_product_chunks(s, store_id, counts, "sold")
+    _insert_all(s, tapped, bought, taps_per_store, sold_per_store)
     s.flush()
 
 
-CHUNK = 2_000
+CHUNK = 5_000
 
 
-def _write_chunks(s: Session, pairs: Counter, column: str) -> None:
-    items = sorted(pairs.items())
-    for i in range(0, len(items), CHUNK):
-        add_pairs(s, Counter(dict(items[i : i + CHUNK])), column)
-
-
-def _write_product_chunks(s: Session, store_id: int, counts: Counter, column: str) -> None:
-    items = sorted(counts.items())
-    for i in range(0, len(items), CHUNK):
-        add_product_counts(s, store_id, Counter(dict(items[i : i + CHUNK])), column)
+def _insert_all(s: Session, tapped: Counter, bought: Counter, taps: dict, sold: dict) -> None:
+    """Plain inserts into the emptied tables: each row once, both ways for the pairs."""
+    pairs: dict[tuple[int, int], list[int]] = {}
+    for column, counter in ((0, bought), (1, tapped)):
+        for (a, b), n in counter.items():
+            for key in ((a, b), (b, a)):
+                pairs.setdefault(key, [0, 0])[column] += n
+    rows = [
+        {
+            "product_id": a,
+            "other_id": b,
+            "bought": n[0],
+            "tapped": n[1],
+            "score": BOUGHT_WEIGHT * n[0] + TAPPED_WEIGHT * n[1],
+        }
+        for (a, b), n in sorted(pairs.items())
+    ]
+    for i in range(0, len(rows), CHUNK):
+        s.execute(insert(ProductPairCount), rows[i : i + CHUNK])
+    products: dict[tuple[int, int], list[int]] = {}
+    for column, per_store in ((0, taps), (1, sold)):
+        for store_id, counter in per_store.items():
+            for product_id, n in counter.items():
+                products.setdefault((product_id, store_id), [0, 0])[column] += n
+    rows = [
+        {"product_id": p, "store_id": st, "taps": n[0], "sold": n[1]}
+        for (p, st), n in sorted(products.items())
+    ]
+    for i in range(0, len(rows), CHUNK):
+        s.execute(insert(ProductStoreCount), rows[i : i + CHUNK])

@@ -105,6 +105,7 @@ class ProductPairCount(Base):
     __table_args__ = (
         CheckConstraint("product_id <> other_id", "distinct_products"),
         CheckConstraint("bought >= 0 AND tapped >= 0", "counts"),
+        Index(None, "product_id", "score"),
     )
 
     product_id: Mapped[int] = mapped_column(ForeignKey("products.id"), primary_key=True)
@@ -114,6 +115,9 @@ class ProductPairCount(Base):
     bought: Mapped[int] = mapped_column(BigInteger, default=0)
     #: Kiosk sessions in which both were tapped.
     tapped: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: 2 x bought + tapped (app.kiosk.ranking's weights): a product's best partners are read
+    #: first, through the index on (product_id, score).
+    score: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class ProductStoreCount(Base):

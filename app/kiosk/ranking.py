@@ -17,6 +17,7 @@ so the same history always gives the same list.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
@@ -99,35 +100,52 @@ def excluded(product_id: int | None, session_product_ids: Iterable[int]) -> froz
     return frozenset(ids)
 
 
-def _votes(seeds: list[Seed], pairs: Iterable[Pair], exclude: frozenset[int]):
-    """For each candidate: its co-occurrence score, and per (seed, kind) what it gave."""
+def _totals(seeds: list[Seed], pairs: Iterable[Pair], exclude: frozenset[int]) -> dict[int, int]:
+    """Each candidate's co-occurrence score: the sum of its seeds' weighted votes."""
     weight = {seed.product_id: SEED_WEIGHTS[seed.source] for seed in seeds}
     totals: dict[int, int] = {}
-    parts: dict[int, dict[tuple[int, str], int]] = {}
     for pair in pairs:
         w = weight.get(pair.product_id)
         if w is None or pair.other_id in exclude:
             continue
-        for kind, count, per in (
-            ("bought_with", pair.bought, BOUGHT_WEIGHT),
-            ("tapped_with", pair.tapped, TAPPED_WEIGHT),
-        ):
-            if count <= 0:
-                continue
-            vote = w * per * count
+        vote = w * (BOUGHT_WEIGHT * max(pair.bought, 0) + TAPPED_WEIGHT * max(pair.tapped, 0))
+        if vote:
             totals[pair.other_id] = totals.get(pair.other_id, 0) + vote
-            mine = parts.setdefault(pair.other_id, {})
-            mine[(pair.product_id, kind)] = mine.get((pair.product_id, kind), 0) + vote
-    return totals, parts
+    return totals
+
+
+def _best(totals: dict[int, int], size: int) -> list[int]:
+    return heapq.nsmallest(size, totals, key=lambda pid: (-totals[pid], pid))
 
 
 def shortlist(
     seeds: list[Seed], pairs: Iterable[Pair], exclude: frozenset[int], size: int = SHORTLIST
 ) -> list[int]:
     """The ``size`` candidates with the most co-occurrence, best first, ties by id: the only
-    ones whose gem score and availability need reading."""
-    totals, _ = _votes(seeds, pairs, exclude)
-    return sorted(totals, key=lambda pid: (-totals[pid], pid))[:size]
+    ones whose gem score needs reading. (The boost only raises a score, so a product outside
+    the shortlist cannot pass one inside it: the best ``size`` are exact.)"""
+    return _best(_totals(seeds, pairs, exclude), size)
+
+
+def _explain(seeds: list[Seed], pairs: Iterable[Pair], chosen: set[int]):
+    """For each chosen candidate, the seed and kind of vote that gave it most; ties to the
+    stronger seed, then the lower seed id, then bought before tapped."""
+    weight = {seed.product_id: SEED_WEIGHTS[seed.source] for seed in seeds}
+    best: dict[int, tuple] = {}
+    for pair in pairs:
+        w = weight.get(pair.product_id)
+        if w is None or pair.other_id not in chosen:
+            continue
+        for order, kind, count, per in (
+            (0, "bought_with", pair.bought, BOUGHT_WEIGHT),
+            (1, "tapped_with", pair.tapped, TAPPED_WEIGHT),
+        ):
+            if count <= 0:
+                continue
+            key = (-w * per * count, -w, pair.product_id, order)
+            if pair.other_id not in best or key < best[pair.other_id][0]:
+                best[pair.other_id] = (key, pair.product_id, kind)
+    return {pid: (seed_id, kind) for pid, (_, seed_id, kind) in best.items()}
 
 
 def gem_score(stats: GemStats) -> Fraction:
@@ -148,33 +166,27 @@ def rank(
     gems: Mapping[int, GemStats],
     limit: int = 4,
 ) -> list[Ranked]:
-    """The best ``limit`` suggestions, best first.
+    """The best ``limit`` suggestions (at most SHORTLIST), best first.
 
     ``pairs``: the co-occurrence counts of the seeds (others are ignored); ``sold_here``: the
     candidates this store sells (the rest are dropped); ``gems``: taps here and sales
     elsewhere per candidate (missing: none of either)."""
+    pairs = list(pairs)
     source = {seed.product_id: seed.source for seed in seeds}
-    totals, parts = _votes(seeds, pairs, exclude)
-    ranked = []
-    for pid, base in totals.items():
-        if pid not in sold_here:
-            continue
+    totals = {pid: n for pid, n in _totals(seeds, pairs, exclude).items() if pid in sold_here}
+    scored = []
+    for pid in _best(totals, SHORTLIST):
         gem = gem_score(gems.get(pid, GemStats()))
-        score = base * (1 + GEM_BOOST * gem)
-        # The seed and kind that gave most explains it; ties to the stronger seed, then id.
-        (seed_id, kind), _ = min(
-            parts[pid].items(),
-            key=lambda item: (
-                -item[1],
-                -SEED_WEIGHTS[source[item[0][0]]],
-                item[0][0],
-                item[0][1],
-            ),
-        )
+        scored.append((Fraction(totals[pid]) * (1 + GEM_BOOST * gem), pid, gem))
+    scored.sort(key=lambda item: (-item[0], item[1]))
+    scored = scored[: max(min(limit, SHORTLIST), 0)]
+    reasons = _explain(seeds, pairs, {pid for _, pid, _ in scored})
+    ranked = []
+    for score, pid, gem in scored:
+        seed_id, kind = reasons[pid]
         if gem >= GEM_REASON_AT:
             kind = "hidden_gem"
         elif source[seed_id] == "history":
             kind = "your_history"
-        ranked.append(Ranked(pid, Fraction(score), kind, seed_id))
-    ranked.sort(key=lambda r: (-r.score, r.product_id))
-    return ranked[: max(limit, 0)]
+        ranked.append(Ranked(pid, score, kind, seed_id))
+    return ranked

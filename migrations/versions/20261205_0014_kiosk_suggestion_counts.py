@@ -33,6 +33,7 @@ def upgrade() -> None:
         sa.Column("other_id", ID, nullable=False),
         sa.Column("bought", sa.BigInteger(), nullable=False),
         sa.Column("tapped", sa.BigInteger(), nullable=False),
+        sa.Column("score", sa.BigInteger(), nullable=False),
         sa.CheckConstraint(
             "product_id <> other_id", name=op.f("ck_kiosk_pair_counts_distinct_products")
         ),
@@ -41,6 +42,10 @@ def upgrade() -> None:
         _fk("kiosk_pair_counts", "other_id", "products"),
         sa.PrimaryKeyConstraint("product_id", "other_id", name=op.f("pk_kiosk_pair_counts")),
     )
+    with op.batch_alter_table("kiosk_pair_counts") as batch:
+        batch.create_index(
+            batch.f("ix_kiosk_pair_counts_product_id"), ["product_id", "score"], unique=False
+        )
     op.create_table(
         "kiosk_product_counts",
         sa.Column("product_id", ID, nullable=False),
@@ -56,4 +61,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("kiosk_product_counts")
+    with op.batch_alter_table("kiosk_pair_counts") as batch:
+        batch.drop_index(batch.f("ix_kiosk_pair_counts_product_id"))
     op.drop_table("kiosk_pair_counts")
