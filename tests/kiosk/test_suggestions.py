@@ -226,3 +226,12 @@ def test_recounting_from_history_gives_the_running_counts(shop, world):
     counts.recount(shop.db)
     assert snapshot() == running
     assert len(running[0]) > 0
+
+
+def test_the_recount_command_rebuilds_the_counts(app, shop):
+    shop.sell("Kettle", "Scale")
+    shop.db.execute(ProductPairCount.__table__.delete())
+    assert shop.pair("Kettle", "Scale") is None
+    result = app.test_cli_runner().invoke(args=["kiosk", "recount"])
+    assert result.exit_code == 0, result.output
+    assert shop.pair("Kettle", "Scale") == (1, 0)
