@@ -87,11 +87,11 @@ def _int_arg(name: str, default: int | None) -> int | None:
         raise ValidationFailed(fields={name: ["Not a number."]}) from None
 
 
-def bars(values: list[tuple[str, int]], *, width: int = 640, row: int = 28) -> dict:
+def bars(values: list[tuple[str, int]], *, width: int = 480, row: int = 28) -> dict:
     """A horizontal bar chart's geometry (label, value, bar length, y), for the template's
     SVG; the longest bar is the largest value."""
     most = max((v for _, v in values), default=0) or 1
-    label_w, value_w = 220, 60
+    label_w, value_w = 170, 40
     room = width - label_w - value_w
     return {
         "width": width,
