@@ -36,6 +36,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     from app.core import cli as core_cli
     from app.customers import api as customers_api
     from app.events import api as events_api
+    from app.kiosk import analytics_api as kiosk_analytics_api
     from app.kiosk import api as kiosk_api
     from app.kiosk import cli as kiosk_cli
     from app.ledger import cli as ledger_cli
@@ -52,6 +53,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     from app.web import pay as web_pay
     from app.web import products as web_products
     from app.web import pwa as web_pwa
+    from app.web import staff as web_staff
     from app.webhooks import api as webhooks_api
 
     clis = (core_cli, ledger_cli, auth_cli, payments_cli, offline_cli, kiosk_cli, demo)
@@ -68,6 +70,7 @@ def create_app(overrides: dict | None = None) -> Flask:
         catalog_api,
         stores_api,
         kiosk_api,
+        kiosk_analytics_api,
         events_api,
         webhooks_api,
     ):
@@ -78,6 +81,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.register_blueprint(web_cards.blp)
     app.register_blueprint(web_pay.blp)
     app.register_blueprint(web_products.blp)
+    app.register_blueprint(web_staff.blp)
     app.register_blueprint(web_pwa.blp)
 
     return app

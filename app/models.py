@@ -8,7 +8,14 @@ from app.core.idempotency import IdempotencyRecord
 from app.core.throttle import FailedAttempt
 from app.customers.models import Customer
 from app.events.models import Event, OutboxEntry
-from app.kiosk.models import KioskPairingCode, KioskSession, KioskTap, SavedProduct
+from app.kiosk.models import (
+    KioskPairingCode,
+    KioskSession,
+    KioskTap,
+    ProductPairCount,
+    ProductStoreCount,
+    SavedProduct,
+)
 from app.ledger.models import Account, BalanceShard, LedgerTransaction, Posting
 from app.offline.models import OfflineAllowance, OfflineRefusal
 from app.payments.models import TopUp
@@ -41,6 +48,8 @@ __all__ = [
     "PayCode",
     "Posting",
     "Product",
+    "ProductPairCount",
+    "ProductStoreCount",
     "ProductTag",
     "Receipt",
     "Refund",

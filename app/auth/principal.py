@@ -157,12 +157,30 @@ def _screen_from_cookie() -> Principal | None:
     return principal
 
 
+#: The views that take a staff member's website login (the session cookie): the staff pages
+#: and the analytics API they read. Anywhere else a staff cookie counts for nothing, so a
+#: page of ours can never be led into using a staff login for more than those.
+STAFF_COOKIE_ENDPOINTS: set[str] = set()
+
+
+def allow_staff_cookie(endpoint: str) -> None:
+    """Let the view ``endpoint`` take staff signed in on the website (``/staff/login``)."""
+    STAFF_COOKIE_ENDPOINTS.add(endpoint)
+
+
 def _shopper_from_cookie() -> Principal | None:
+    """A shopper signed in on the website; or staff, on the views that allow it. The cookie
+    never makes staff a shopper: the principal keeps its kind."""
     token = browser.session_token_from_cookie()
     if token is None or not token.startswith(TOKEN_PREFIX):
         return None
     principal = resolve_token(token)
-    if principal is None or principal.kind != "customer":
+    if principal is None:
+        return None
+    if principal.kind == "staff":
+        if request.endpoint not in STAFF_COOKIE_ENDPOINTS:
+            return None
+    elif principal.kind != "customer":
         return None
     if request.method not in browser.SAFE_METHODS:
         browser.check_csrf(browser.csrf_for_session(token))

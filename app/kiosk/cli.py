@@ -1,4 +1,5 @@
-"""``flask kiosk pairing-code DEVICE_ID``: a code for a kiosk's screen, for staff at a desk."""
+"""``flask kiosk pairing-code DEVICE_ID``: a code for a kiosk's screen, for staff at a desk;
+``flask kiosk recount``: the suggestions' counts rebuilt from history."""
 
 import click
 from flask import Flask
@@ -22,6 +23,18 @@ def pairing_code_command(device_id: int) -> None:
     code, row = kiosk.new_pairing_code(s, device)
     s.commit()
     click.echo(f"{code}  (kiosk {device.id} {device.name!r}, until {row.expires_at:%H:%M} UTC)")
+
+
+@kiosk_cli.command("recount")
+def recount_command() -> None:
+    """Rebuild the suggestions' co-occurrence counts from every recorded tap and sale (for
+    history recorded before they were kept)."""
+    from app.kiosk import counts
+
+    s = session()
+    counts.recount(s)
+    s.commit()
+    click.echo("kiosk suggestion counts rebuilt")
 
 
 def init_app(app: Flask) -> None:

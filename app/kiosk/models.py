@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base
@@ -87,3 +94,40 @@ class KioskPairingCode(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class ProductPairCount(Base):
+    """How often two products went together, kept up to date as taps and sales are recorded
+    (app.kiosk.counts), so that a suggestion reads counts instead of history. One row per
+    ordered pair: (a, b) and (b, a) always hold the same numbers."""
+
+    __tablename__ = "kiosk_pair_counts"
+    __table_args__ = (
+        CheckConstraint("product_id <> other_id", "distinct_products"),
+        CheckConstraint("bought >= 0 AND tapped >= 0", "counts"),
+        Index(None, "product_id", "score"),
+    )
+
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id"), primary_key=True)
+    other_id: Mapped[int] = mapped_column(ForeignKey("products.id"), primary_key=True)
+    #: Sales holding both, plus sales of one to a shopper who bought the other within
+    #: KIOSK_BOUGHT_TOGETHER_DAYS before.
+    bought: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: Kiosk sessions in which both were tapped.
+    tapped: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: 2 x bought + tapped (app.kiosk.ranking's weights): a product's best partners are read
+    #: first, through the index on (product_id, score).
+    score: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ProductStoreCount(Base):
+    """A product's kiosk taps and units sold in one store, for the hidden-gem boost."""
+
+    __tablename__ = "kiosk_product_counts"
+    __table_args__ = (CheckConstraint("taps >= 0 AND sold >= 0", "counts"),)
+
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id"), primary_key=True)
+    store_id: Mapped[int] = mapped_column(ForeignKey("stores.id"), primary_key=True)
+    taps: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: Units sold (refunds are not taken off: the count says what shoppers chose).
+    sold: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -34,6 +34,7 @@ from app.core.types import utcnow
 from app.customers import services as customers
 from app.customers.models import Customer
 from app.events.outbox import emit
+from app.kiosk import counts
 from app.kiosk.errors import (
     KioskSessionNotFound,
     NoShopper,
@@ -204,6 +205,7 @@ def record_tap(s: Session, device: Device, read: TapRead) -> tuple[KioskTap, dic
     except IntegrityError:  # the same tap, recorded meanwhile
         existing = _tap_by_ref(s, device.id, read.tap_ref)
         return existing, screen_for(s, existing)
+    counts.record_tap(s, tap)
     screen = screen_for(s, tap, resolved)
     emit(s, "kiosk.screen", screen, device_id=device.id)
     return tap, screen

@@ -1,115 +1,158 @@
-"""What a kiosk suggests after a tap: "you might also like", each with a reason in a few words.
+""" "You might also like" on the kiosk screen: reads the counts kept by app.kiosk.counts and
+ranks them with the rules of app.kiosk.ranking.
 
-Item-to-item co-occurrence: the products bought in the same sale as the ones this session
-tapped, and tapped in the same kiosk session as them; with no product tapped yet, those that go
-with what the joined shopper bought before. Only products this store sells, never one the
-session has tapped already. Deterministic: ties go to the lower product id.
-
-This version counts from the sales and taps at each call; precomputed counts and the boost
-for products the shelves hide are to come.
+A call is a handful of indexed reads: the shopper's recent products (when one joined the
+session), the pair counts of the seeds, which of the best candidates this store sells, their
+taps here and sales elsewhere, and the products themselves with their prices.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import distinct, func, select
-from sqlalchemy.orm import Session, aliased
+from datetime import timedelta
+
+from sqlalchemy import Integer, bindparam, case, func, select
+from sqlalchemy.orm import Session
 
 from app.catalog.models import Product, StoreProduct
-from app.kiosk.models import KioskTap
+from app.core.types import utcnow
+from app.kiosk import ranking
+from app.kiosk.models import KioskTap, ProductPairCount, ProductStoreCount
+from app.kiosk.services import product_summaries
 from app.sales.models import Sale, SaleLine
 
-#: How many of the shopper's past purchases stand for their history.
-HISTORY_PRODUCTS = 20
+#: How far back a joined shopper's purchases and taps seed the suggestions.
+HISTORY_DAYS = 90
+#: At most this many of them, the most recent first.
+HISTORY_PRODUCTS = 10
+#: How many of a seed's best partners are read, by the seed's source: a product tapped
+#: with thousands of others is represented by its strongest ties.
+NEIGHBOURS = {"current": 200, "session": 100, "history": 40}
+
+
+def recent_products(s: Session, customer_id: int, *, now=None) -> list[int]:
+    """The products a shopper bought or tapped in the last HISTORY_DAYS, latest first."""
+    since = (now or utcnow()) - timedelta(days=HISTORY_DAYS)
+    bought = s.execute(
+        select(SaleLine.product_id, func.max(Sale.created_at))
+        .join(Sale, Sale.id == SaleLine.sale_id)
+        .where(Sale.customer_id == customer_id, Sale.created_at >= since)
+        .group_by(SaleLine.product_id)
+        .order_by(func.max(Sale.created_at).desc(), SaleLine.product_id)
+        .limit(HISTORY_PRODUCTS)
+    ).all()
+    tapped = s.execute(
+        select(KioskTap.product_id, func.max(KioskTap.tapped_at))
+        .where(
+            KioskTap.customer_id == customer_id,
+            KioskTap.tapped_at >= since,
+            KioskTap.kind == "product",
+            KioskTap.product_id.is_not(None),
+        )
+        .group_by(KioskTap.product_id)
+        .order_by(func.max(KioskTap.tapped_at).desc(), KioskTap.product_id)
+        .limit(HISTORY_PRODUCTS)
+    ).all()
+    latest: dict[int, object] = {}
+    for pid, at in [*bought, *tapped]:
+        if pid not in latest or at > latest[pid]:
+            latest[pid] = at
+    ordered = sorted(latest, key=lambda pid: (-latest[pid].timestamp(), pid))
+    return ordered[:HISTORY_PRODUCTS]
+
+
+#: A seed's best partners that a store sells: an index range scan on (product_id, score),
+#: built once (and compiled once).
+BEST_PARTNERS = (
+    select(
+        ProductPairCount.product_id,
+        ProductPairCount.other_id,
+        ProductPairCount.bought,
+        ProductPairCount.tapped,
+    )
+    .join(
+        StoreProduct,
+        (StoreProduct.product_id == ProductPairCount.other_id)
+        & (StoreProduct.store_id == bindparam("store_id")),
+    )
+    .join(Product, Product.id == ProductPairCount.other_id)
+    .where(ProductPairCount.product_id == bindparam("seed_id"), Product.active.is_(True))
+    .order_by(ProductPairCount.score.desc(), ProductPairCount.other_id)
+    .limit(bindparam("neighbours", type_=Integer))
+)
+
+
+def _pairs(s: Session, store_id: int, seeds: list[ranking.Seed]) -> list[ranking.Pair]:
+    """Each seed's best partners (by score, at most NEIGHBOURS[its source]) among the
+    products this store sells and still sells at all."""
+    pairs = []
+    for seed in seeds:
+        rows = s.execute(
+            BEST_PARTNERS,
+            {
+                "store_id": store_id,
+                "seed_id": seed.product_id,
+                "neighbours": NEIGHBOURS[seed.source],
+            },
+        )
+        pairs.extend(ranking.Pair(*row) for row in rows)
+    return pairs
+
+
+def _gems(s: Session, store_id: int, product_ids: list[int]) -> dict[int, ranking.GemStats]:
+    if not product_ids:
+        return {}
+    here = ProductStoreCount.store_id == store_id
+    rows = s.execute(
+        select(
+            ProductStoreCount.product_id,
+            func.sum(case((here, ProductStoreCount.taps), else_=0)),
+            func.sum(case((here, 0), else_=ProductStoreCount.sold)),
+        )
+        .where(ProductStoreCount.product_id.in_(product_ids))
+        .group_by(ProductStoreCount.product_id)
+    )
+    return {pid: ranking.GemStats(int(taps), int(sold)) for pid, taps, sold in rows}
 
 
 def suggest(
     s: Session,
     *,
     store_id: int,
-    product_id: int | None,
-    session_product_ids: list[int],
-    customer_id: int | None,
+    product_id: int | None = None,
+    session_product_ids: list[int] | tuple[int, ...] = (),
+    customer_id: int | None = None,
     limit: int = 4,
 ) -> list[dict]:
-    """Up to ``limit`` suggestions: ``{"product": summary, "reason": {"kind", "product_name"}}``
-    with ``kind`` one of ``bought_with``, ``tapped_with``, ``your_history``, ``hidden_gem``."""
-    from app.kiosk.services import product_summaries
-
-    tapped = list(dict.fromkeys([*([product_id] if product_id else []), *session_product_ids]))
-    anchors, history = tapped, False
-    if not anchors and customer_id is not None:
-        anchors, history = _bought_by(s, customer_id), True
-    if not anchors:
-        return []
-    bought = _bought_with(s, anchors)
-    tapped_counts = _tapped_with(s, anchors)
-    scores: dict[int, tuple[int, str]] = {}
-    for pid in set(bought) | set(tapped_counts):
-        b, t = bought.get(pid, 0), tapped_counts.get(pid, 0)
-        kind = "your_history" if history else ("bought_with" if b >= t else "tapped_with")
-        scores[pid] = (b + t, kind)
-    for pid in tapped:
-        scores.pop(pid, None)
-    if not scores:
-        return []
-    sold_here = set(
-        s.scalars(
-            select(Product.id)
-            .join(StoreProduct, StoreProduct.product_id == Product.id)
-            .where(Product.id.in_(list(scores)), Product.active, StoreProduct.store_id == store_id)
-        )
+    """Up to ``limit`` suggestions for a kiosk session at ``store_id`` whose screen shows
+    ``product_id``, best first: ``{"product": summary, "reason": {"kind", "product_name"}}``.
+    The same history always gives the same answer."""
+    history = recent_products(s, customer_id) if customer_id is not None else []
+    seeds = ranking.seeds_for(product_id, session_product_ids, history)
+    exclude = ranking.excluded(product_id, session_product_ids)
+    pairs = _pairs(s, store_id, seeds)
+    shortlist = ranking.shortlist(seeds, pairs, exclude)
+    ranked = ranking.rank(
+        seeds,
+        pairs,
+        exclude=exclude,
+        sold_here=frozenset(pair.other_id for pair in pairs),
+        gems=_gems(s, store_id, shortlist),
+        limit=limit,
     )
-    ranked = sorted((pid for pid in scores if pid in sold_here), key=lambda p: (-scores[p][0], p))
-    chosen = ranked[:limit]
-    if not chosen:
+    wanted = {r.product_id for r in ranked} | {r.because_of for r in ranked if r.because_of}
+    if not ranked:
         return []
-    products = {p.id: p for p in s.scalars(select(Product).where(Product.id.in_(chosen)))}
+    products = {p.id: p for p in s.scalars(select(Product).where(Product.id.in_(wanted)))}
     summaries = product_summaries(
-        s, [products[pid] for pid in chosen], store_id=store_id, customer_id=customer_id
+        s, [products[r.product_id] for r in ranked], store_id=store_id, customer_id=customer_id
     )
-    anchor_name = None if history else s.get(Product, anchors[0]).name
     return [
-        {"product": summary, "reason": {"kind": scores[pid][1], "product_name": anchor_name}}
-        for pid, summary in zip(chosen, summaries, strict=True)
+        {
+            "product": summary,
+            "reason": {
+                "kind": r.reason,
+                "product_name": products[r.because_of].name if r.because_of else None,
+            },
+        }
+        for r, summary in zip(ranked, summaries, strict=True)
     ]
-
-
-def _bought_by(s: Session, customer_id: int) -> list[int]:
-    """The products the shopper bought most recently, each once."""
-    rows = s.execute(
-        select(SaleLine.product_id, func.max(Sale.id).label("last"))
-        .join(Sale, Sale.id == SaleLine.sale_id)
-        .where(Sale.customer_id == customer_id)
-        .group_by(SaleLine.product_id)
-        .order_by(func.max(Sale.id).desc(), SaleLine.product_id)
-        .limit(HISTORY_PRODUCTS)
-    )
-    return [pid for pid, _ in rows]
-
-
-def _bought_with(s: Session, anchors: list[int]) -> dict[int, int]:
-    """Sales holding an anchor and each other product."""
-    mine, other = aliased(SaleLine), aliased(SaleLine)
-    rows = s.execute(
-        select(other.product_id, func.count(distinct(other.sale_id)))
-        .join(mine, mine.sale_id == other.sale_id)
-        .where(mine.product_id.in_(anchors), other.product_id.not_in(anchors))
-        .group_by(other.product_id)
-    )
-    return dict(rows.all())
-
-
-def _tapped_with(s: Session, anchors: list[int]) -> dict[int, int]:
-    """Kiosk sessions with a tap of an anchor and of each other product."""
-    mine, other = aliased(KioskTap), aliased(KioskTap)
-    rows = s.execute(
-        select(other.product_id, func.count(distinct(other.kiosk_session_id)))
-        .join(mine, mine.kiosk_session_id == other.kiosk_session_id)
-        .where(
-            mine.product_id.in_(anchors),
-            other.product_id.is_not(None),
-            other.product_id.not_in(anchors),
-        )
-        .group_by(other.product_id)
-    )
-    return dict(rows.all())

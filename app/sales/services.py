@@ -30,6 +30,7 @@ from app.catalog.services import products_by_sku
 from app.core.types import utcnow
 from app.customers.models import Customer
 from app.events import changes
+from app.kiosk import counts as kiosk_counts
 from app.ledger import services as ledger
 from app.ledger.rules import Leg
 from app.loyalty import rules as loyalty_rules
@@ -178,6 +179,7 @@ def make_sale(
     if customer is not None:
         loyalty.count_lifetime(s, customer.id, stars)
     s.flush()
+    kiosk_counts.record_sale(s, sale)
 
     after = posted.balances.get(card.account_id) if card else None
     if card is not None and after is None:

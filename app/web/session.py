@@ -22,10 +22,20 @@ def signed_in_customer_id() -> int | None:
     return g.web_customer_id
 
 
+def signed_in_staff():
+    """The staff member this browser is logged in as on the staff pages (a Principal of kind
+    ``staff``), if the session cookie holds a good staff login; else None."""
+    if "web_staff" not in g:
+        token = browser.session_token_from_cookie()
+        principal = resolve_token(token) if token and token.startswith(TOKEN_PREFIX) else None
+        g.web_staff = principal if principal is not None and principal.kind == "staff" else None
+    return g.web_staff
+
+
 def page_csrf_token() -> str:
     """What this page's scripts send as ``X-CSRF-Token``."""
     token = browser.session_token_from_cookie()
-    if token and signed_in_customer_id() is not None:
+    if token and (signed_in_customer_id() is not None or signed_in_staff() is not None):
         return browser.csrf_for_session(token)
     if "new_csrf" not in g:
         g.new_csrf = browser.request_csrf_cookie() or browser.new_csrf_value()
@@ -49,9 +59,11 @@ def check_anonymous_csrf() -> None:
     browser.check_csrf(browser.request_csrf_cookie())
 
 
-def start_session(response: Response, token: str) -> Response:
+def start_session(response: Response, token: str, *, ttl_s: int | None = None) -> Response:
+    """Keep ``token`` (a shopper's login; a staff login with its ``ttl_s``) in the cookie."""
+    ttl_s = ttl_s or current_app.config["CUSTOMER_TOKEN_TTL_S"]
     response.set_cookie(
-        browser.SESSION_COOKIE, token, max_age=current_app.config["CUSTOMER_TOKEN_TTL_S"],
+        browser.SESSION_COOKIE, token, max_age=ttl_s,
         httponly=True, samesite="Lax", secure=_secure(), path="/",
     )  # fmt: skip
     response.delete_cookie(browser.CSRF_COOKIE, path="/", secure=_secure(), samesite="Strict")
