@@ -56,7 +56,15 @@ class Debouncer:
 class Kiosk:
     """The daemon. `start()` and `stop()`; `run()` blocks until `stop()` (or a signal)."""
 
-    def __init__(self, config: Config, *, on_event: Callable[[str, dict], None] | None = None):
+    def __init__(
+        self,
+        config: Config,
+        *,
+        on_event: Callable[[str, dict], None] | None = None,
+        reader_options: dict | None = None,
+    ):
+        """*on_event(kind, data)*: "tap", "sent", "refused", "offline", "online", "reader".
+        *reader_options*: passed on to the NfcReader (retry_s, open_frontend)."""
         self.config = config
         self._on_event = on_event
         config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -72,7 +80,8 @@ class Kiosk:
                        read_timeout_s=config.read_timeout_s)  # fmt: skip
         self.debouncer = Debouncer(config.debounce_s)
         self.reader = NfcReader(config.reader, self._tap, on_status=self._status,
-                                on_removed=self.debouncer.removed)  # fmt: skip
+                                on_removed=self.debouncer.removed,
+                                **(reader_options or {}))  # fmt: skip
         self.stopping = threading.Event()
         self._wake = threading.Event()
         self._sender: threading.Thread | None = None
