@@ -8,6 +8,7 @@ from app.core.idempotency import IdempotencyRecord
 from app.core.throttle import FailedAttempt
 from app.customers.models import Customer
 from app.events.models import Event, OutboxEntry
+from app.kiosk.models import KioskPairingCode, KioskSession, KioskTap, SavedProduct
 from app.ledger.models import Account, BalanceShard, LedgerTransaction, Posting
 from app.offline.models import OfflineAllowance, OfflineRefusal
 from app.payments.models import TopUp
@@ -30,6 +31,9 @@ __all__ = [
     "Event",
     "FailedAttempt",
     "IdempotencyRecord",
+    "KioskPairingCode",
+    "KioskSession",
+    "KioskTap",
     "LedgerTransaction",
     "OfflineAllowance",
     "OfflineRefusal",
@@ -43,6 +47,7 @@ __all__ = [
     "Sale",
     "SaleLine",
     "SaleTender",
+    "SavedProduct",
     "Shift",
     "Staff",
     "Store",

@@ -1,4 +1,5 @@
-"""Bearer tokens: shopper and staff logins, and cashier sessions on a POS terminal.
+"""Bearer tokens: shopper and staff logins, cashier sessions on a POS terminal, and the
+screens paired to a kiosk.
 
 Only a SHA-256 of each token is stored; the token itself is shown once, to its owner.
 """
@@ -17,11 +18,12 @@ from app.core.types import BigId, UtcDateTime, utcnow
 class AuthToken(Base):
     __tablename__ = "auth_tokens"
     __table_args__ = (
-        CheckConstraint("kind IN ('customer','staff','cashier')", "kind"),
+        CheckConstraint("kind IN ('customer','staff','cashier','kiosk_screen')", "kind"),
         CheckConstraint(
             "(kind = 'customer' AND customer_id IS NOT NULL) OR "
             "(kind = 'staff' AND staff_id IS NOT NULL) OR "
-            "(kind = 'cashier' AND staff_id IS NOT NULL AND device_id IS NOT NULL)",
+            "(kind = 'cashier' AND staff_id IS NOT NULL AND device_id IS NOT NULL) OR "
+            "(kind = 'kiosk_screen' AND device_id IS NOT NULL)",
             "owner",
         ),
     )
@@ -29,7 +31,7 @@ class AuthToken(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     #: ``customer`` (a shopper's login), ``staff`` (a staff login), ``cashier`` (a cashier
-    #: signed in on one POS terminal).
+    #: signed in on one POS terminal), ``kiosk_screen`` (the screen paired to one kiosk).
     kind: Mapped[str] = mapped_column(String(16))
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
     staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"), index=True)

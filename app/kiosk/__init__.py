@@ -1,0 +1,1 @@
+"""NFC product kiosks: taps, kiosk sessions, the paired screen, and saving for later."""
