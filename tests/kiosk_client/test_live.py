@@ -7,6 +7,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -77,10 +78,14 @@ def test_a_product_tag_tapped_on_the_udp_reader_reaches_the_api_as_a_tap(
                           reader)  # fmt: skip
     daemon = subprocess.Popen(
         [sys.executable, "-m", "kiosk", "--config", str(config)], cwd=ROOT,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+    log: list[str] = []
+    reading = threading.Thread(target=lambda: log.extend(daemon.stderr), daemon=True)
+    reading.start()
     try:
-        time.sleep(1.0)  # the daemon opens its reader
+        wait_until(lambda: any(": ready" in line for line in log), timeout_s=30,
+                   what="the daemon's reader")  # fmt: skip
         sku = world.skus["latte"]
         code, played, _ = run_kiosk("sim", "tap", sku, "--timeout", str(WAIT_S), config=config)
         assert code == 0 and played["kind"] == "product" and played["sku"] == sku
@@ -97,7 +102,10 @@ def test_a_product_tag_tapped_on_the_udp_reader_reaches_the_api_as_a_tap(
         assert sent["tap"]["id"] == tap.id and sent["uris"] == [f"{SHOP}/p/{sku}"]
     finally:
         daemon.send_signal(signal.SIGTERM)
-        _, log = daemon.communicate(timeout=15)
+        daemon.wait(timeout=15)
+        reading.join(5)
+        daemon.stderr.close()
+    log = "".join(log)
     assert daemon.returncode == 0, log
     assert "tap 1: product" in log and "tap 1 sent: product" in log
     assert "signal SIGTERM: stopping" in log and "kiosk stopped" in log
