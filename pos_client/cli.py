@@ -336,9 +336,9 @@ def _sim(args) -> int:
         if not reader.startswith("udp:"):
             raise Usage("sim tap plays a tag on a udp: reader (set [nfc] reader).")
         try:
-            from pos_client.hardware.nfc import sim_tap
+            from store_devices.nfc import sim_tap
         except ImportError:
-            emit({"error": {"code": "no_hardware", "message": "pos_client.hardware.nfc is not "
+            emit({"error": {"code": "no_hardware", "message": "store_devices.nfc is not "
                             "in this build.", "details": {}}})  # fmt: skip
             return REFUSED
         try:

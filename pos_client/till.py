@@ -241,7 +241,7 @@ class Till:
         threading.Thread(target=self._handle_inputs, name="till-inputs", daemon=True).start()
         if self.nfc is None and cfg.nfc_reader:
             try:
-                from pos_client.hardware.nfc import NfcReader
+                from store_devices.nfc import NfcReader
 
                 self.nfc = NfcReader(
                     cfg.nfc_reader, lambda tap: self._inputs.put((self.tap, tap)),

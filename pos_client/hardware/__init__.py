@@ -1,4 +1,5 @@
-"""The till's devices: the NFC reader, the barcode scanner and the receipt printer.
+"""The till's devices: the barcode scanner and the receipt printer (the NFC reader is in
+store_devices, shared with the kiosk).
 
 Each is a thin transport behind a small interface, chosen by the till's config; the simulated
 far ends (a tag on nfcpy's udp frontend, a pty scanner, a file printer) run the same library

@@ -18,7 +18,7 @@ import ndef
 import nfc
 import pytest
 
-from pos_client.hardware.nfc import (
+from store_devices.nfc import (
     NfcReader,
     Tap,
     card_number_in,
@@ -26,7 +26,7 @@ from pos_client.hardware.nfc import (
     sim_tap,
     uid_for_card_number,
 )
-from pos_client.hardware.type2_tag import Type2TagEmulator, ndef_memory, ndef_tlv, tag_memory
+from store_devices.type2_tag import Type2TagEmulator, ndef_memory, ndef_tlv, tag_memory
 from tests.conftest import ROOT
 
 CARD = "4000001234567899"
@@ -333,7 +333,7 @@ def test_a_missing_reader_and_a_failing_callback_write_nothing_on_the_cashiers_s
     over the till's screen: a till process of its own shows the reader stays quiet."""
     script = (
         "import threading\n"
-        "from pos_client.hardware.nfc import NfcReader\n"
+        "from store_devices.nfc import NfcReader\n"
         "seen = threading.Event()\n"
         "def on_status(status):\n"
         "    if status.startswith('no reader'):\n"

@@ -1,7 +1,8 @@
-"""The till's NFC reader: the shopper taps an Omnicard card, wristband or sticker.
+"""The NFC reader of the till and the kiosk: a shopper taps an Omnicard card, wristband or
+sticker, or (at a kiosk) a product tag or a shelf sign.
 
 :class:`NfcReader` runs nfcpy's ``ContactlessFrontend`` on a thread of its own and hands each
-tap to the till as a :class:`Tap`. The reader comes from the till's config: ``usb``,
+tap to its program as a :class:`Tap`. The reader comes from the program's config: ``usb``,
 ``usb:VID:PID``, ``tty:PORT:DRIVER``, or ``udp:HOST:PORT`` (nfcpy's simulated frontend, on
 which :func:`sim_tap` plays a tag for demos and tests).
 
@@ -12,7 +13,11 @@ What the till reads from a tag:
 - the NDEF records. The card number is carried in exactly one way: an NDEF **Text record
   whose text is the 16-digit card number** (Luhn-checked; spaces allowed between digit groups,
   as printed on the card). Every Text and URI record is handed over too, for the kiosk's
-  product tags.
+  product tags (``https://<shop host>/p/<SKU>``) and shelf signs (``.../c/<category>``).
+- whether the NDEF message could be read at all: a tag whose NDEF is garbled (a broken TLV,
+  bytes that are no NDEF records, taken away mid-read) is a tap with ``unreadable=True`` and
+  its UID, so the kiosk can say so; a tag without NDEF (blank, unformatted) is readable and
+  simply has no records.
 
 Only 106 kbps type A targets are polled: that is how NFC Forum Type 2 tags (the NTAG and
 MIFARE Ultralight chips of the shop's cards and wristbands) answer, and the same poll also
@@ -36,7 +41,7 @@ import ndef
 import nfc
 import nfc.tag
 
-from pos_client.hardware.type2_tag import Type2TagEmulator, check_uid, ndef_memory
+from store_devices.type2_tag import Type2TagEmulator, check_uid, ndef_memory
 
 log = logging.getLogger(__name__)
 # The till shows the reader's state in its status line. nfcpy's INFO lines ("searching for
@@ -57,6 +62,7 @@ class Tap:
     card_number: str | None = None  # from an NDEF Text record, if the tag holds one
     uris: tuple[str, ...] = ()
     texts: tuple[str, ...] = ()
+    unreadable: bool = False  # the tag's NDEF message could not be read or decoded
 
 
 def luhn_valid(number: str) -> bool:
@@ -86,15 +92,24 @@ def tap_from_records(uid: bytes, records: Sequence[ndef.Record]) -> Tap:
     return Tap(uid.hex().upper(), card_number_in(texts), uris, texts)
 
 
+def read_records(tag) -> list[ndef.Record]:
+    """The NDEF records of an activated nfcpy tag (none on a tag without NDEF). Raises
+    ndef.DecodeError for a message that is no NDEF, nfcpy's errors for a failed read."""
+    if tag.ndef is None:
+        return []
+    # Strict: nfcpy's own `records` decodes leniently and lets a cut-off record through.
+    return list(ndef.message_decoder(tag.ndef.octets, errors="strict"))
+
+
 def read_tap(tag) -> Tap:
-    """The Tap of an activated nfcpy tag. A tag whose NDEF cannot be read or decoded (not
-    formatted, a broken TLV, garbage records, taken away mid-read) still gives its UID."""
+    """The Tap of an activated nfcpy tag. A tag whose NDEF cannot be read or decoded (a broken
+    TLV, garbage records, taken away mid-read) still gives its UID, marked unreadable."""
     uid = bytes(tag.identifier)
     try:
-        records = tag.ndef.records if tag.ndef is not None else []
+        records = read_records(tag)
     except (nfc.tag.TagCommandError, nfc.clf.CommunicationError, ndef.DecodeError) as error:
         log.info("tag %s: NDEF unreadable (%s)", uid.hex().upper(), error)
-        records = []
+        return Tap(uid.hex().upper(), unreadable=True)
     return tap_from_records(uid, records)
 
 
@@ -103,7 +118,10 @@ class NfcReader:
     of a tag (held on the reader, it is not read again until taken away): keep it short, e.g.
     put the Tap on the till's queue.
 
-    A reader that is missing, unplugged or stops answering never raises into the till: it
+    *on_removed*, if given, is called on that thread with the same Tap once the tag has been
+    taken away (or the reader was lost while it lay there).
+
+    A reader that is missing, unplugged or stops answering never raises into the program: it
     shows in :attr:`status` and is opened again with a growing pause (*retry_s*: first, most).
     """
 
@@ -114,12 +132,15 @@ class NfcReader:
         *,
         targets: Sequence[str] = ("106A",),
         on_status: Callable[[str], None] | None = None,
+        on_removed: Callable[[Tap], None] | None = None,
         retry_s: tuple[float, float] = (0.5, 10.0),
         open_frontend: Callable[[str], nfc.ContactlessFrontend] = nfc.ContactlessFrontend,
     ):
         self.path = path
         self._on_tap = on_tap
         self._on_status = on_status
+        self._on_removed = on_removed
+        self._present: Tap | None = None  # the tag on the reader now, if any
         self._targets = list(targets)
         self._retry_s = retry_s
         # The one seam for the device itself: how the frontend is opened (a test plugs a
@@ -200,23 +221,35 @@ class NfcReader:
                 # Returns after a tag was read and taken away (True), when stopped (None), or
                 # False when the device failed (nfcpy turns an unplugged reader's IOError
                 # into False).
-                if clf.connect(rdwr=rdwr, terminate=stopping.is_set) is False:
+                connected = clf.connect(rdwr=rdwr, terminate=stopping.is_set)
+                self._removed()
+                if connected is False:
                     return "the reader stopped answering"
             return None
         except Exception as error:
             return describe(error)
         finally:
+            self._removed()
             try:
                 clf.close()
             except Exception as error:
                 log.info("closing the NFC reader: %s", error)
+
+    def _removed(self) -> None:
+        tap, self._present = self._present, None
+        if tap is not None and self._on_removed is not None:
+            try:
+                self._on_removed(tap)
+            except Exception:
+                log.exception("on_removed callback failed")
 
     def _on_connect(self, tag) -> bool:
         try:
             tap = read_tap(tag)
         except Exception:
             log.exception("reading a tag")
-            tap = Tap(bytes(tag.identifier).hex().upper())
+            tap = Tap(bytes(tag.identifier).hex().upper(), unreadable=True)
+        self._present = tap
         try:
             self._on_tap(tap)
         except Exception:
@@ -257,14 +290,24 @@ def sim_tap(path: str, value: str, *, timeout_s: float = 10) -> Tap:
                 "(8, 14 or 20 hex digits)"
             ) from None
         records = []
-    tag = Type2TagEmulator(uid, ndef_memory(uid, records))
-    tag.present(path, hold_s=timeout_s, until=tag.read.is_set)
-    if not tag.read.is_set():
-        raise TimeoutError(f"no reader read the tag on {path} within {timeout_s} s")
+    play_tag(path, Type2TagEmulator(uid, ndef_memory(uid, records)), timeout_s=timeout_s)
     return tap_from_records(uid, records)
 
 
+def play_tag(path: str, tag: Type2TagEmulator, *, timeout_s: float = 10) -> None:
+    """Holds *tag* on the udp reader at *path* until a reader has read it (then takes it
+    away); TimeoutError when no reader read it within *timeout_s*."""
+    tag.present(path, hold_s=timeout_s, until=tag.read.is_set)
+    if not tag.read.is_set():
+        raise TimeoutError(f"no reader read the tag on {path} within {timeout_s} s")
+
+
 def uid_for_card_number(number: str) -> bytes:
-    """A stable 7-byte UID for a simulated card. Its first byte, the manufacturer code, is
+    """A stable 7-byte UID for a simulated card."""
+    return sim_uid(number)
+
+
+def sim_uid(seed: str) -> bytes:
+    """A stable 7-byte UID for a simulated tag. Its first byte, the manufacturer code, is
     STMicroelectronics' (0x02) rather than NXP's, so nfcpy reads it as a plain Type 2 tag."""
-    return b"\x02" + hashlib.sha256(f"omnicard-sim:{number}".encode()).digest()[:6]
+    return b"\x02" + hashlib.sha256(f"omnicard-sim:{seed}".encode()).digest()[:6]
