@@ -36,6 +36,8 @@ def create_app(overrides: dict | None = None) -> Flask:
     from app.core import cli as core_cli
     from app.customers import api as customers_api
     from app.events import api as events_api
+    from app.kiosk import api as kiosk_api
+    from app.kiosk import cli as kiosk_cli
     from app.ledger import cli as ledger_cli
     from app.offline import api as offline_api
     from app.offline import cli as offline_cli
@@ -53,7 +55,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     from app.web import pwa as web_pwa
     from app.webhooks import api as webhooks_api
 
-    clis = (core_cli, ledger_cli, auth_cli, payments_cli, offline_cli, demo)
+    clis = (core_cli, ledger_cli, auth_cli, payments_cli, offline_cli, kiosk_cli, demo)
     for part in (*clis, events_api, webhooks_api, web_pages):
         part.init_app(app)
     for module in (
@@ -66,6 +68,7 @@ def create_app(overrides: dict | None = None) -> Flask:
         offline_api,
         catalog_api,
         stores_api,
+        kiosk_api,
         events_api,
         webhooks_api,
     ):

@@ -20,6 +20,9 @@ from flask import request
 from app.auth.errors import Forbidden
 
 SESSION_COOKIE = "omnicard_session"
+#: A kiosk's screen, paired once with a code staff read off the kiosk: its login as a
+#: ``kiosk_screen`` (app.kiosk), taken with the same CSRF rule as a shopper's.
+KIOSK_COOKIE = "omnicard_kiosk"
 CSRF_COOKIE = "omnicard_csrf"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -53,6 +56,11 @@ def check_csrf(expected: str | None) -> None:
 
 def session_token_from_cookie() -> str | None:
     token = request.cookies.get(SESSION_COOKIE, "")
+    return token or None
+
+
+def kiosk_token_from_cookie() -> str | None:
+    token = request.cookies.get(KIOSK_COOKIE, "")
     return token or None
 
 

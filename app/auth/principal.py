@@ -5,10 +5,13 @@
 - a device (``device``: a POS terminal or a kiosk) with the secret it was given at
   registration, bound to one store;
 - a cashier signed in on a POS terminal (``cashier``), bound to that device, its store and
-  the cashier.
+  the cashier;
+- a kiosk's screen (``kiosk_screen``), paired to one kiosk with a one-use code: it may follow
+  its kiosk's events and save a product for the kiosk session's shopper, nothing else.
 
-A shopper on the website sends the same login token in a cookie instead (app.auth.browser);
-the Bearer header wins when a request has both.
+A shopper on the website sends the same login token in a cookie instead (app.auth.browser),
+and a kiosk's screen its own in a cookie of its own; the Bearer header wins when a request
+has one.
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ class Principal:
             return f"customer:{self.customer_id}"
         if self.kind == "staff":
             return f"staff:{self.staff_id}"
+        if self.kind == "kiosk_screen":
+            return f"screen:{self.device_id}"
         return f"device:{self.device_id}"
 
     @property
@@ -102,6 +107,17 @@ def resolve_token(token: str) -> Principal | None:
         return None
     if t.kind == "customer":
         return Principal("customer", customer_id=t.customer_id, token_id=t.id)
+    if t.kind == "kiosk_screen":
+        device = s.get(Device, t.device_id)
+        if device is None or not device.active or device.kind != "kiosk":
+            return None
+        return Principal(
+            "kiosk_screen",
+            device_id=device.id,
+            device_kind=device.kind,
+            store_id=device.store_id,
+            token_id=t.id,
+        )
     if not staff_active:
         return None
     if t.kind == "staff":
@@ -121,8 +137,27 @@ def resolve_token(token: str) -> Principal | None:
 
 
 def _from_cookie() -> Principal | None:
-    """A shopper signed in on the website. A request that changes anything must carry the
-    page's CSRF token. Raises CsrfFailed."""
+    """A kiosk's paired screen, else a shopper signed in on the website. A request that
+    changes anything must carry the page's CSRF token. Raises CsrfFailed.
+
+    A browser paired as a kiosk's screen is that screen for every request, even if someone
+    signed in as a shopper on it: a public screen must never follow a shopper's events."""
+    return _screen_from_cookie() or _shopper_from_cookie()
+
+
+def _screen_from_cookie() -> Principal | None:
+    token = browser.kiosk_token_from_cookie()
+    if token is None or not token.startswith(TOKEN_PREFIX):
+        return None
+    principal = resolve_token(token)
+    if principal is None or principal.kind != "kiosk_screen":
+        return None
+    if request.method not in browser.SAFE_METHODS:
+        browser.check_csrf(browser.csrf_for_session(token))
+    return principal
+
+
+def _shopper_from_cookie() -> Principal | None:
     token = browser.session_token_from_cookie()
     if token is None or not token.startswith(TOKEN_PREFIX):
         return None
@@ -152,6 +187,8 @@ HOW_TO_BE = {
     "device": "a device secret",
     "device:pos": "a POS terminal's device secret",
     "device:kiosk": "a kiosk's device secret",
+    "kiosk_screen": "a kiosk screen's login (the omnicard_kiosk cookie set by pairing the "
+    "screen with a code from POST /v1/kiosk/pairing-codes)",
     "cashier": "a cashier session token (POST /v1/pos/sessions, sent with the till's device "
     "secret, the cashier's staff code and PIN)",
 }
@@ -174,7 +211,8 @@ def forbidden(allowed: list[str], caller: Principal) -> Forbidden:
 
 
 def requires(*kinds: str, role: str | None = None, device_kind: str | None = None):
-    """Only callers of these kinds (``customer``, ``staff``, ``device``, ``cashier``) may call
+    """Only callers of these kinds (``customer``, ``staff``, ``device``, ``cashier``,
+    ``kiosk_screen``) may call
     the view; ``role`` narrows staff to admins, ``device_kind`` devices to POS or kiosks.
 
     The decorated function's docstring gains a line that says who may call it.

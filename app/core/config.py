@@ -134,6 +134,12 @@ def from_environment() -> dict:
         #: Send the website's cookies only over HTTPS. On by default; `scripts/run` turns it
         #: off for development on http://127.0.0.1 (OMNICARD_SECURE_COOKIES=0).
         "SECURE_COOKIES": env.get("OMNICARD_SECURE_COOKIES", "1") not in ("0", "false", "no"),
+        #: Kiosks: taps further apart than this start a new kiosk session (the screen goes
+        #: back to its attract loop after as long); how long a pairing code and a paired
+        #: screen's login last.
+        "KIOSK_SESSION_IDLE_S": _int("OMNICARD_KIOSK_SESSION_IDLE_S", 90),
+        "KIOSK_PAIRING_CODE_TTL_S": _int("OMNICARD_KIOSK_PAIRING_CODE_TTL_S", 600),
+        "KIOSK_SCREEN_TOKEN_TTL_S": _int("OMNICARD_KIOSK_SCREEN_TOKEN_TTL_S", 365 * 86400),
         #: The payment gateway for top-ups: ``sandbox`` behaves like a processor's test mode.
         "PAYMENT_GATEWAY": env.get("OMNICARD_PAYMENT_GATEWAY", "sandbox"),
     }

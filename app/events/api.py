@@ -73,7 +73,7 @@ def subscriber_for(p: Principal) -> Subscriber:
         return Subscriber(customer_id=p.customer_id)
     if p.kind == "staff":
         return Subscriber(everything=True)
-    if p.device_kind == "kiosk":
+    if p.kind == "kiosk_screen" or p.device_kind == "kiosk":
         return Subscriber(device_id=p.device_id)
     return Subscriber(store_id=p.store_id, device_id=p.device_id)
 
@@ -198,7 +198,7 @@ def live_socket(app: Flask, environ: dict) -> LiveSocket | None:
 
 @blp.route("/events")
 class Events(MethodView):
-    @blp.requires("customer", "cashier", "device", "staff", role="admin")
+    @blp.requires("customer", "cashier", "device", "kiosk_screen", "staff", role="admin")
     @blp.arguments(StreamArgsSchema, location="query")
     @blp.doc(
         responses={
@@ -213,7 +213,7 @@ class Events(MethodView):
     @blp.errors(ValidationFailed)
     def get(self, args):
         """Live events: a shopper sees their own; a till, its store's and the cards presented
-        to it; a kiosk, its own; an admin, everything."""
+        to it; a kiosk and its paired screen, the kiosk's own; an admin, everything."""
         last = args["last_event_id"]
         header = request.headers.get("Last-Event-ID")
         if header is not None:
