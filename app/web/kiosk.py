@@ -12,13 +12,14 @@ visit lasts, and a few of the store's products for the attract loop.
 from __future__ import annotations
 
 import marshmallow as ma
-from flask import Blueprint, current_app, g, jsonify, request
+from flask import Blueprint, current_app, g, jsonify
 from sqlalchemy import select
 
 from app.auth import browser
 from app.auth.principal import TOKEN_PREFIX, resolve_token
 from app.catalog.models import Product, StoreProduct
 from app.core.db import session
+from app.kiosk import services as kiosk
 from app.web import session as web_session
 from app.web.pages import json_body, render_page
 from app.web.products import picture_url, price_now
@@ -33,14 +34,10 @@ class PairSchema(ma.Schema):
     code = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=20))
 
 
-def browser_cookie() -> str | None:
-    return request.cookies.get(browser.KIOSK_COOKIE) or None
-
-
 def paired_screen():
     """The principal of this screen's login (kind ``kiosk_screen``), or None."""
     if "kiosk_screen" not in g:
-        token = browser_cookie()
+        token = browser.kiosk_token_from_cookie()
         principal = resolve_token(token) if token and token.startswith(TOKEN_PREFIX) else None
         g.kiosk_screen = principal if principal and principal.kind == "kiosk_screen" else None
     return g.kiosk_screen
@@ -69,7 +66,7 @@ def screen():
         "idle_s": current_app.config["KIOSK_SESSION_IDLE_S"],
         "featured": featured_products(principal.store_id) if principal else [],
     }
-    csrf = browser.csrf_for_session(browser_cookie()) if principal else None
+    csrf = browser.csrf_for_session(browser.kiosk_token_from_cookie()) if principal else None
     return render_page("web/kiosk.html", kiosk=data, kiosk_csrf=csrf)
 
 
@@ -79,8 +76,6 @@ def pair():
     its cookie. Refused with the API's error for a wrong, used or expired code."""
     web_session.check_anonymous_csrf()
     data = json_body(PairSchema())
-    from app.kiosk import services as kiosk  # noqa: PLC0415  (TEMP until merged)
-
     token = kiosk.pair_screen(session(), data["code"])
     response = jsonify(redirect="/kiosk")
     response.set_cookie(

@@ -270,9 +270,10 @@ function follow() {
     source = new EventSource("/v1/events", { withCredentials: true });
     source.addEventListener("open", () => { document.body.classList.remove("k-offline"); });
     source.addEventListener("kiosk.screen", (e) => {
-      let payload = null;
-      try { payload = JSON.parse(e.data); } catch { return; }
-      show(payload);
+      // The stream's envelope: {id, type, created_at, data}; data is the screen's payload.
+      let envelope = null;
+      try { envelope = JSON.parse(e.data); } catch { return; }
+      show(envelope && envelope.data);
     });
     source.onerror = () => {
       // The browser reconnects by itself (with Last-Event-ID); the view stays as it is.
