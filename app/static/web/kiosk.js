@@ -150,6 +150,7 @@ function renderProduct(payload) {
   $("suggestions").replaceChildren(...suggestions.map((s) =>
     productCard(s.product, el("p", { class: "k-reason", text: reasonText(s.reason) }))));
   $("suggestions-box").hidden = suggestions.length === 0;
+  $("product").classList.toggle("k-alone", suggestions.length === 0);
   showView("product");
 }
 
@@ -163,11 +164,15 @@ function renderCategory(payload) {
   showView("category");
 }
 
-function renderHello() {
+function renderHello(payload) {
   const s = state.shopper;
   if (!s) return renderAttract();
   $("hello-title").textContent = t("kiosk.hello", { name: s.first_name });
   $("hello-stars").textContent = t("kiosk.stars", { stars: number(s.stars) });
+  const suggestions = payload.suggestions || [];
+  $("hello-suggestions").replaceChildren(...suggestions.map((x) =>
+    productCard(x.product, el("p", { class: "k-reason", text: reasonText(x.reason) }))));
+  $("hello-suggestions-box").hidden = suggestions.length === 0;
   showView("hello");
 }
 
@@ -224,7 +229,7 @@ export function show(payload, { at = Date.now() } = {}) {
   try {
     if (payload.view === "product" && payload.product) renderProduct(payload);
     else if (payload.view === "category") renderCategory(payload);
-    else if (payload.view === "shopper") renderHello();
+    else if (payload.view === "shopper") renderHello(payload);
     else renderNotice(payload);
   } catch (err) {
     console.error(err); // never a blank screen: the visit goes on from the attract loop
