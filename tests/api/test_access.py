@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 
 from app.cards.models import Card
 from app.cards.services import issue_batch, issue_card
+from app.kiosk.services import pair_screen
 from app.ledger.models import LedgerTransaction
 from app.payments.models import TopUp
 from app.sales.models import Refund, Sale
@@ -588,6 +589,9 @@ def every_kind_of_caller(api, world):
     _, kiosk_secret = world.device(store, "kiosk")
     shopper, _ = world.shopper()
     cashier = world.staff("cashier", store=store)
+    code = api.post("/v1/kiosk/pairing-codes", token=kiosk_secret, key=None).json["code"]
+    with api.client.application.app_context():
+        screen = pair_screen(api.db, code)
     return {
         "customer": shopper,
         "staff (admin)": world.admin_token(),
@@ -595,6 +599,7 @@ def every_kind_of_caller(api, world):
         "cashier": cashier_session,
         "device (pos)": pos_secret,
         "device (kiosk)": kiosk_secret,
+        "kiosk_screen": screen,
     }
 
 

@@ -120,6 +120,7 @@ def shop(world, db, api) -> Shop:
     assert hook.status_code == 201, hook.json
     shift = api.post("/v1/pos/shifts", token=cashier, json={"float": usd(10_000)})
     assert shift.status_code == 201, shift.json
+    screen = _paired_screen(api, db, kiosk_secret)
     return Shop(
         tokens={
             "anyone": None,
@@ -129,6 +130,7 @@ def shop(world, db, api) -> Shop:
             "cashier": cashier,
             "device (pos)": pos_secret,
             "device (kiosk)": kiosk_secret,
+            "kiosk_screen": screen,
         },
         ids={
             "card_id": card["id"],
@@ -146,6 +148,16 @@ def shop(world, db, api) -> Shop:
         card_number=number,
         sku=product.sku,
     )
+
+
+def _paired_screen(api, db, kiosk_secret: str) -> str:
+    """A screen paired to the kiosk: its login token."""
+    from app.kiosk.services import pair_screen
+
+    code = api.post("/v1/kiosk/pairing-codes", token=kiosk_secret, key=None)
+    assert code.status_code == 201, code.json
+    with api.client.application.app_context():
+        return pair_screen(db, code.json["code"])
 
 
 def usd(amount: int) -> dict:
@@ -207,6 +219,12 @@ VALID_BODIES: dict[tuple[str, str], Callable[[Shop, str], dict]] = {
         "url": "http://127.0.0.1:9/other", "event_types": ["sale.completed"]},
     ("POST", "/v1/pos/shifts"): lambda shop, caller: {"float": usd(10_000)},
     ("POST", "/v1/pos/shifts/{shift_id}/close"): lambda shop, caller: {"counted": usd(9_000)},
+    ("POST", "/v1/kiosk/taps"): lambda shop, caller: {
+        "tap_ref": "5f0c6a1e-hostile", "tapped_at": "2026-12-05T10:00:00Z", "uid": "04A1B2C3",
+        "uris": [f"https://shop.example/p/{shop.sku}"], "texts": ["Hello"],
+        "unreadable": False},
+    ("POST", "/v1/kiosk/saved"): lambda shop, caller: {
+        "session_id": 1, "product_id": shop.ids["product_id"]},
 }  # fmt: skip
 
 #: Valid query parameters, likewise.

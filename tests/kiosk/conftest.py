@@ -11,6 +11,9 @@ import pytest
 from app.cards.models import Card
 from app.catalog.services import set_in_stock
 
+# A real server with its event hub, for the tests of the kiosk's events.
+from tests.events.conftest import hub_here, live, live_config  # noqa: F401
+
 
 @dataclass
 class Shop:
