@@ -16,7 +16,8 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from tests.web.browser import check_accessibility
+from tests.live import ServerProcess
+from tests.web.browser import TIMEOUT_MS, check_accessibility
 
 LANDSCAPE = {"width": 1280, "height": 800}
 PORTRAIT = {"width": 800, "height": 1280}
@@ -28,18 +29,18 @@ class Kiosk:
     def __init__(self, world, secret: str):
         self.world, self.secret = world, secret
 
-    def tap(self, *, uid=None, uris=(), texts=(), unreadable=False) -> dict:
+    def tap(self, *, uid=None, uris=(), texts=(), unreadable=False, url=None) -> dict:
         ref = str(uuid.uuid4())
         body = {"tap_ref": ref, "tapped_at": datetime.now(UTC).isoformat(), "uid": uid,
                 "uris": list(uris), "texts": list(texts), "unreadable": unreadable}  # fmt: skip
-        r = httpx.post(f"{self.world.server.url}/v1/kiosk/taps", json=body, timeout=10,
+        r = httpx.post(f"{url or self.world.server.url}/v1/kiosk/taps", json=body, timeout=10,
                        headers={"Authorization": f"Bearer {self.secret}",
                                 "Idempotency-Key": ref})  # fmt: skip
         assert r.status_code == 201, r.text
         return r.json()
 
-    def product(self, sku: str) -> dict:
-        return self.tap(uris=[f"https://shop.example/p/{sku}"])
+    def product(self, sku: str, url=None) -> dict:
+        return self.tap(uris=[f"https://shop.example/p/{sku}"], url=url)
 
     def card(self, number: str) -> dict:
         return self.tap(texts=[number])
@@ -197,7 +198,7 @@ def test_a_loyalty_card_greets_the_shopper_and_save_for_later_lands_in_their_sav
     assert [i["product"]["id"] for i in items] == [world.product_ids["latte"]]
 
 
-def test_tags_the_screen_cannot_use_each_get_a_clear_screen(new_context, kiosk, world):
+def test_tags_the_screen_cannot_use_each_get_a_clear_screen(new_context, kiosk, world, till):
     ada = world.shopper(name="Ada")
     page = paired_page(new_context, kiosk)
 
@@ -219,6 +220,23 @@ def test_tags_the_screen_cannot_use_each_get_a_clear_screen(new_context, kiosk, 
     kiosk.card(ada.number)  # the lost card, frozen
     within_a_second(page.locator("#notice-title"), "This card can't be used right now")
     check_accessibility(page)
+
+    kiosk.card(sold_gift_card(world, till))  # a gift card nobody has registered
+    within_a_second(page.locator("#notice-title"), "This card isn't registered yet")
+    expect(page.locator("#notice-text")).to_contain_text("Register it")
+    check_accessibility(page)
+
+
+def sold_gift_card(world, till) -> str:
+    """A gift card from a new batch, sold at the till for cash: active, with no shopper."""
+    batch = world.call("POST", "/v1/admin/card-batches", world.admin, {"size": 1}, key=False)
+    assert batch.status_code == 201, batch.json
+    number = batch.json["cards"][0]["number"]
+    r = world.http("POST", "/v1/pos/gift-cards", till.token, {
+        "card": {"card_number": number}, "amount": {"amount": 1000, "currency": "USD"},
+        "tender": "cash"})  # fmt: skip
+    assert r.status_code == 201, r.text
+    return number
 
 
 def test_in_spanish_a_tag_it_does_not_know_is_told_in_spanish(new_context, kiosk):
@@ -246,4 +264,47 @@ def test_after_a_while_with_no_taps_the_screen_returns_to_its_attract_loop(
 
     expect(page.locator("#attract")).to_be_visible()
     expect(page.locator("#product")).to_be_hidden()
+    check_accessibility(page)
+
+
+def test_the_view_stays_while_the_stream_reconnects_and_the_next_tap_still_shows(
+    browser, database_url, kiosk, world
+):
+    away = ServerProcess(database_url)  # a server of this test's own, to stop and start
+    away.start()
+    context = browser.new_context(base_url=away.url, viewport=LANDSCAPE)
+    context.set_default_timeout(TIMEOUT_MS)
+    try:
+        page = context.new_page()
+        pair(page, kiosk)
+        page.wait_for_timeout(500)  # the stream is open
+        kiosk.product(world.skus["latte"], url=away.url)
+        expect(page.locator("#product-name")).to_have_text(world_name(world, "latte"))
+        page.evaluate("window.notReloaded = true")
+
+        away.stop()
+        expect(page.locator("body")).to_have_class(re.compile("k-offline"))
+        expect(page.locator("#product-name")).to_have_text(world_name(world, "latte"))
+        away.start()  # the same port
+        expect(page.locator("body")).not_to_have_class(re.compile("k-offline"), timeout=20_000)
+
+        kiosk.product(world.skus["bagel"], url=away.url)
+        expect(page.locator("#product-name")).to_have_text(world_name(world, "bagel"))
+        assert page.evaluate("window.notReloaded") is True
+    finally:
+        context.close()
+        away.stop()
+
+
+def test_switching_language_keeps_what_the_screen_shows(new_context, kiosk, world):
+    page = paired_page(new_context, kiosk)
+    kiosk.product(world.skus["latte"])
+    expect(page.locator("#product-stock")).to_have_text("In stock here")
+
+    page.get_by_role("link", name="Español").click()
+
+    expect(page.locator("html")).to_have_attribute("lang", "es")
+    expect(page.locator("#product-name")).to_have_text(world_name(world, "latte"))
+    expect(page.locator("#product-stock")).to_have_text("Disponible aquí")
+    expect(page.locator("#save")).to_have_text("Guardar para después")
     check_accessibility(page)
