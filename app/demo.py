@@ -76,7 +76,13 @@ CATALOG = [
     ("AP-APRON", "Barista Apron", "apparel", 3400, "Canvas, with pockets."),
     ("AP-SOCKS", "Coffee Bean Socks", "apparel", 1200, "One size."),
     ("AP-TOTE", "Canvas Tote", "apparel", 1800, "Holds a week of groceries."),
+    ("CF-LATTE-V", "Caffè Latte Venti", "coffee", 495, "Espresso with steamed milk."),
 ]
+# Sizes of one drink or garment: the kiosks show them together (extra["variant_of"]).
+VARIANT_OF = {
+    "CF-LATTE-T": "CF-LATTE-G", "CF-LATTE-V": "CF-LATTE-G",
+    "AP-TEE-S": "AP-TEE-M", "AP-TEE-L": "AP-TEE-M",
+}  # fmt: skip
 # Where each category is sold: every store pours drinks and bakes, Pike Place also has the
 # merchandise shelves. Some shelves are empty, so the product pages and kiosks show both.
 SOLD_AT = {
@@ -93,7 +99,28 @@ OUT_OF_STOCK = {
     ("AP-TEE-S", "pike-place"),
 }
 # NFC tags on the kiosk-facing shelf edges, for the in-store kiosks.
-TAGS = {"DW-TUMBLER": "04A1B2C3D4E5F6", "AP-HOODIE": "04A1B2C3D4E5F7", "BN-PIKE": "04A1B2C3D4E5F8"}
+TAGS = {
+    "DW-TUMBLER": "04A1B2C3D4E5F6", "AP-HOODIE": "04A1B2C3D4E5F7", "BN-PIKE": "04A1B2C3D4E5F8",
+    "CF-LATTE-G": "04A1B2C3D4E5F9", "FD-CROIS": "04A1B2C3D4E5FA", "DW-MUG": "04A1B2C3D4E5FB",
+    "TE-MATCHA-G": "04A1B2C3D4E5FC", "AP-TEE-M": "04A1B2C3D4E5FD",
+}  # fmt: skip
+# Past visits to Pike Place's kiosk (days ago, products tapped), and what shoppers bought
+# together there, so that its suggestions and the tap analytics have something to show.
+# Some products are tapped a lot and rarely bought, others the reverse.
+PAST_KIOSK_SESSIONS = [
+    (6, ["CF-LATTE-G", "FD-CROIS", "DW-MUG"]),
+    (6, ["DW-TUMBLER", "DW-TRAVEL", "BN-PIKE"]),
+    (5, ["AP-HOODIE", "AP-CAP", "AP-TOTE"]),
+    (4, ["CF-COLD-G", "FD-COOKIE", "DW-COLDCUP"]),
+    (3, ["CF-LATTE-G", "FD-BANANA"]),
+    (2, ["DW-TUMBLER", "DW-MUG", "BN-VERONA"]),
+    (1, ["TE-MATCHA-G", "FD-COOKIE"]),
+]
+PAST_BASKETS = [
+    ["CF-LATTE-G", "FD-CROIS"], ["CF-LATTE-G", "FD-BANANA"], ["CF-LATTE-G", "FD-CROIS"],
+    ["CF-COLD-G", "FD-COOKIE"], ["TE-MATCHA-G", "FD-BANANA"], ["BN-PIKE", "DW-MUG"],
+    ["BN-VERONA", "DW-TRAVEL"], ["AP-HOODIE", "AP-SOCKS"], ["CF-AMER-G", "FD-BAGEL"],
+]  # fmt: skip
 
 
 def demo_file() -> Path:
@@ -138,6 +165,8 @@ def build_demo(base_url: str) -> dict:
             price_minor=price, description=description, nfc_tag_ids=tags,
         )  # fmt: skip
         product.image_url = f"{base_url}/media/products/{product.id}.svg"
+        if sku in VARIANT_OF:
+            product.extra = {"variant_of": VARIANT_OF[sku]}
         products[sku] = product
     tills = {}
     for code, email, name, staff_code, pin in CASHIERS:
@@ -209,7 +238,39 @@ def build_demo(base_url: str) -> dict:
             "email": email, "password": SHOPPER_PASSWORD, "name": name, "token": token,
             "card_number": card.number,
         })  # fmt: skip
+        if n == 0:
+            ada_card = card
+    _kiosk_history(s, pike, products, ada_card)
     return info
+
+
+def _kiosk_history(s, pike: Principal, products: dict, ada_card) -> None:
+    """Past taps at Pike Place's kiosk (one visit by Ada, who tapped her card) and cash sales
+    of a few baskets there, through the kiosk's and the till's own services."""
+    from datetime import timedelta
+
+    from app.core.types import utcnow
+    from app.kiosk.services import TapRead, record_tap
+
+    kiosk = s.scalar(select(Device).where(Device.store_id == pike.store_id, Device.kind == "kiosk"))
+    now = utcnow()
+    visits = [*PAST_KIOSK_SESSIONS, (1, [ada_card.number, "BN-PIKE", "DW-TUMBLER"])]
+    for n, (days_ago, tapped) in enumerate(visits):
+        at = now - timedelta(days=days_ago, hours=n)
+        for m, what in enumerate(tapped):
+            is_card = what == ada_card.number
+            read = TapRead(
+                tap_ref=f"demo-tap-{n}-{m}", tapped_at=at + timedelta(seconds=20 * m),
+                uris=() if is_card else (f"https://omnicard.demo/p/{what}",),
+                texts=(what,) if is_card else (),
+            )  # fmt: skip
+            record_tap(s, kiosk, read)
+    for basket in PAST_BASKETS:
+        total = sum(products[sku].price_minor for sku in basket)
+        sales.make_sale(
+            s, pike, presented=None, lines=[(sku, 1) for sku in basket],
+            tenders=[("cash", total)],
+        )  # fmt: skip
 
 
 def describes_this_database(info: dict) -> bool:

@@ -9,6 +9,7 @@ from app.auth.models import Staff
 from app.catalog.models import Product, StoreProduct
 from app.core import config
 from app.customers.models import Customer
+from app.kiosk.models import KioskTap
 from app.ledger.models import LedgerTransaction
 from app.stores.models import Device, Store
 
@@ -56,6 +57,17 @@ def test_demo_load_creates_a_usable_programme_and_says_how_to_use_it(app, db, ap
                        json={"staff_code": store["cashier"]["staff_code"],
                              "pin": store["cashier"]["pin"]})  # fmt: skip
     assert session.status_code == 201
+    # Its kiosk knows the shelves' tags, shows a drink's sizes and suggests from past visits.
+    assert count(db, KioskTap) >= 15
+    tap = api.post("/v1/kiosk/taps", token=store["kiosk"]["secret"], key=None, json={
+        "tap_ref": "demo-check", "tapped_at": "2026-12-05T10:00:00Z", "uid": "04A1B2C3D4E5F9",
+        "uris": [], "texts": [], "unreadable": False})  # fmt: skip
+    assert tap.status_code == 201, tap.json
+    screen = tap.json["screen"]
+    assert screen["product"]["sku"] == "CF-LATTE-G"
+    assert [v["sku"] for v in screen["product"]["variants"]] == [
+        "CF-LATTE-T", "CF-LATTE-G", "CF-LATTE-V"]  # fmt: skip
+    assert screen["suggestions"]
     image = api.get(f"/media/products/{api.get('/v1/products').json['items'][0]['id']}.svg")
     assert image.status_code == 200
     assert image.mimetype == "image/svg+xml"

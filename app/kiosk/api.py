@@ -41,7 +41,6 @@ def _kiosk() -> Device:
 @blp.route("/kiosk/taps")
 class Taps(MethodView):
     @blp.requires("device", device_kind="kiosk")
-    @blp.idempotent()
     @blp.arguments(TapArgsSchema)
     @blp.response(201, TapAnswerSchema)
     def post(self, data):
@@ -49,7 +48,11 @@ class Taps(MethodView):
         card, or unknown or refused, with the reason), recorded once per `tap_ref` in the
         kiosk's current session, and the screen's payload, also sent to the kiosk's event
         stream as `kiosk.screen`. A garbled tag, an unknown one, another store's product or
-        a frozen card are answered 201 too: the screen says what happened."""
+        a frozen card are answered 201 too: the screen says what happened.
+
+        A tap moves no value: it needs no `Idempotency-Key` (one sent is ignored). Its
+        `tap_ref` makes a replay safe: the tap recorded first is answered again, with its
+        screen as it would show now, and nothing more is recorded or sent."""
         read = kiosk.TapRead(
             tap_ref=data["tap_ref"],
             tapped_at=data["tapped_at"],

@@ -199,7 +199,8 @@ def test_a_screens_login_opens_nothing_but_its_events_and_save_for_later(api, cl
     assert refused > 80
 
 
-def test_the_screens_cookie_is_not_a_shoppers_session(api, shop, screen):
+def test_a_paired_screen_stays_the_screen_even_with_a_shoppers_cookie_beside(api, shop, screen):
+    api.client.set_cookie(browser.SESSION_COOKIE, shop.shopper)
     assert api.get("/v1/me").status_code == 403
     assert api.get("/v1/me/saved").status_code == 403
 

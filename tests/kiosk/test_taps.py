@@ -6,6 +6,7 @@ from sqlalchemy import func, select
 
 from app.cards.services import bind_nfc, issue_batch
 from app.catalog.models import Product
+from app.events.models import OutboxEntry
 from app.kiosk.models import KioskSession, KioskTap
 from app.sales.models import Sale
 
@@ -147,9 +148,12 @@ def test_a_gift_card_never_sold_is_refused_as_frozen(tap, shop, world, db, app):
 
 def test_a_replayed_tap_is_recorded_once_and_answered_the_same(tap, shop, db):
     first = tap.product("LATTE", ref="tap-1")
+    events = db.scalar(select(func.count()).select_from(OutboxEntry))
+    assert events >= 1
     again = tap.replay()
     assert again == first
     assert taps(db) == 1
+    assert db.scalar(select(func.count()).select_from(OutboxEntry)) == events  # no second screen
 
 
 def test_a_tap_replayed_under_another_key_is_still_the_same_tap(tap, shop, db):

@@ -104,7 +104,7 @@ export function announce(text) {
 const EVENT_TYPES = [
   "card.added", "card.balance_changed", "card.status_changed", "card.updated",
   "stars.balance_changed", "stars.changed", "top_up.settled", "top_up.updated",
-  "sale.completed", "sale.refunded", "refund.completed",
+  "sale.completed", "sale.refunded", "refund.completed", "saved.added", "saved.removed",
 ];
 export function live(onEvent) {
   let source;
