@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.live import ServerProcess
-from tests.web.browser import TIMEOUT_MS, check_accessibility
+from tests.web.browser import TIMEOUT_MS, check_accessibility, log_in
 
 LANDSCAPE = {"width": 1280, "height": 800}
 PORTRAIT = {"width": 800, "height": 1280}
@@ -165,7 +165,7 @@ def test_in_spanish_and_upright_the_product_shows_its_price_as_spanish_writes_it
     check_accessibility(page)
 
 
-def test_a_loyalty_card_greets_the_shopper_and_save_for_later_lands_in_their_saved_list(
+def test_a_loyalty_card_greets_the_shopper_and_save_for_later_lands_on_their_website(
     new_context, kiosk, world
 ):
     ada = world.shopper(name="Ada Lovelace")
@@ -196,6 +196,9 @@ def test_a_loyalty_card_greets_the_shopper_and_save_for_later_lands_in_their_sav
     assert saved.status_code == 200, saved.text
     items = saved.json()["items"] if isinstance(saved.json(), dict) else saved.json()
     assert [i["product"]["id"] for i in items] == [world.product_ids["latte"]]
+    home = log_in(new_context(viewport=LANDSCAPE), ada.email, ada.password)
+    expect(home.locator("#saved .saved-item")).to_have_count(1)
+    expect(home.locator("#saved .saved-item")).to_contain_text(world_name(world, "latte"))
 
 
 def test_tags_the_screen_cannot_use_each_get_a_clear_screen(new_context, kiosk, world, till):
