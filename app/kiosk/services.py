@@ -28,6 +28,7 @@ from app.cards.numbers import luhn_valid, normalise_nfc_uid
 from app.catalog.models import Product, ProductTag, StoreProduct
 from app.catalog.pricing import ListPrice, price_cart
 from app.catalog.services import ProductNotFound
+from app.core import throttle
 from app.core.schemas import money
 from app.core.types import utcnow
 from app.customers import services as customers
@@ -474,11 +475,33 @@ def new_pairing_code(s: Session, device: Device) -> tuple[str, KioskPairingCode]
     return code, row
 
 
-def pair_screen(s: Session, code: str) -> str:
-    """Use a pairing code: the new ``kiosk_screen`` login token of its kiosk (for the
-    ``omnicard_kiosk`` cookie). Case, spaces and the dash do not matter.
+#: Wrong pairing codes one address may type in the window before it must wait.
+PAIRING_MAX_FAILURES = 10
+PAIRING_WINDOW_S = 15 * 60
 
-    Raises PairingCodeInvalid (unknown, used, expired, or its kiosk retired)."""
+
+def pair_screen(s: Session, code: str, *, client_ip: str | None = None) -> str:
+    """Use a pairing code: the new ``kiosk_screen`` login token of its kiosk (for the
+    ``omnicard_kiosk`` cookie). Case, spaces and the dash do not matter. Given the client's
+    address (a page's request), wrong codes from it are counted and, past a few, refused
+    for a while before they are even looked at (a failure is committed at once).
+
+    Raises PairingCodeInvalid (unknown, used, expired, or its kiosk retired),
+    TooManyAttempts."""
+    own = None
+    if client_ip is not None:
+        own = throttle.Limit("kiosk_pair:address", throttle.subject(client_ip),
+                             PAIRING_MAX_FAILURES, PAIRING_WINDOW_S)  # fmt: skip
+        throttle.refuse_if_over(s, own)
+    try:
+        return _pair(s, code)
+    except PairingCodeInvalid:
+        if own is not None:
+            throttle.record_failure(s, own)
+        raise
+
+
+def _pair(s: Session, code: str) -> str:
     now = utcnow()
     row = s.scalar(
         select(KioskPairingCode)

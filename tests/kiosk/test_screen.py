@@ -209,3 +209,16 @@ def test_a_retired_kiosks_screen_is_signed_out(api, shop, screen, db):
     shop.kiosk.active = False
     db.flush()
     assert api.get("/v1/me").status_code == 401
+
+
+def test_wrong_pairing_codes_from_one_address_are_refused_after_a_few(api, app, db, shop):
+    from app.auth.errors import TooManyAttempts
+
+    code = pairing_code(api, shop)["code"]
+    with app.app_context():
+        for _ in range(kiosk.PAIRING_MAX_FAILURES):
+            with pytest.raises(PairingCodeInvalid):
+                kiosk.pair_screen(db, "AAA-AAA", client_ip="203.0.113.9")
+        with pytest.raises(TooManyAttempts):
+            kiosk.pair_screen(db, code, client_ip="203.0.113.9")
+        assert kiosk.pair_screen(db, code, client_ip="198.51.100.7")  # another address
