@@ -12,7 +12,7 @@ visit lasts, and a few of the store's products for the attract loop.
 from __future__ import annotations
 
 import marshmallow as ma
-from flask import Blueprint, current_app, g, jsonify
+from flask import Blueprint, current_app, g, jsonify, request
 from sqlalchemy import select
 
 from app.auth import browser
@@ -73,10 +73,12 @@ def screen():
 @blp.post("/kiosk/pair")
 def pair():
     """Pair this screen with the kiosk whose code staff typed: the screen's login goes in
-    its cookie. Refused with the API's error for a wrong, used or expired code."""
+    its cookie. Refused with the API's error for a wrong, used or expired code, and for a
+    while after too many wrong codes from this address."""
     web_session.check_anonymous_csrf()
     data = json_body(PairSchema())
-    token = kiosk.pair_screen(session(), data["code"])
+    ip = request.remote_addr or "unknown"
+    token = kiosk.pair_screen(session(), data["code"], client_ip=ip)
     response = jsonify(redirect="/kiosk")
     response.set_cookie(
         browser.KIOSK_COOKIE, token, max_age=current_app.config["KIOSK_SCREEN_TOKEN_TTL_S"],

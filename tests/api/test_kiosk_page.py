@@ -10,6 +10,7 @@ import pytest
 
 from app.auth import browser
 from app.catalog.services import set_in_stock
+from app.kiosk.services import PAIRING_MAX_FAILURES
 
 
 def csrf_of(page_html: str) -> str:
@@ -77,3 +78,15 @@ def test_outside_development_the_screens_cookie_is_secure(app, api, kiosk):
     assert r.status_code == 201, r.json
     (set_cookie,) = [h for h in r.headers.getlist("Set-Cookie") if h.startswith("omnicard_kiosk=")]
     assert "Secure" in set_cookie and "HttpOnly" in set_cookie and "SameSite=Lax" in set_cookie
+
+
+def test_after_many_wrong_codes_even_the_right_one_waits(api, kiosk):
+    token = csrf_of(api.client.get("/kiosk").text)
+    for _ in range(PAIRING_MAX_FAILURES):
+        r = api.post("/kiosk/pair", json={"code": "ABC-234"},
+                     headers={"X-CSRF-Token": token}, key=None)  # fmt: skip
+        assert r.status_code == 422, r.json
+    r = api.post("/kiosk/pair", json={"code": pairing_code(api, kiosk)},
+                 headers={"X-CSRF-Token": token}, key=None)  # fmt: skip
+    assert r.status_code == 429 and r.json["error"]["code"] == "too_many_attempts"
+    assert api.client.get_cookie(browser.KIOSK_COOKIE) is None
