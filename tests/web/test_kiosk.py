@@ -257,6 +257,10 @@ def test_after_a_while_with_no_taps_the_screen_returns_to_its_attract_loop(
     page = new_context(viewport=LANDSCAPE).new_page()
     page.clock.install()
     pair(page, kiosk)
+    lead = page.locator("#showcase li").first
+    first = lead.locator("h3").inner_text()
+    page.clock.run_for(6_000)  # the showcase turns
+    expect(lead.locator("h3")).not_to_have_text(first)
     kiosk.product(world.skus["latte"])
     expect(page.locator("#product")).to_be_visible()
     idle_s = app.config["KIOSK_SESSION_IDLE_S"]
