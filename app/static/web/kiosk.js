@@ -273,7 +273,11 @@ function follow() {
   let source = null;
   const connect = () => {
     source = new EventSource("/v1/events", { withCredentials: true });
-    source.addEventListener("open", () => { document.body.classList.remove("k-offline"); });
+    document.body.dataset.stream = "connecting";
+    source.addEventListener("open", () => {
+      document.body.classList.remove("k-offline");
+      document.body.dataset.stream = "open"; // taps from now on reach this screen
+    });
     source.addEventListener("kiosk.screen", (e) => {
       // The stream's envelope: {id, type, created_at, data}; data is the screen's payload.
       let envelope = null;
@@ -283,6 +287,7 @@ function follow() {
     source.onerror = () => {
       // The browser reconnects by itself (with Last-Event-ID); the view stays as it is.
       document.body.classList.add("k-offline");
+      document.body.dataset.stream = "connecting";
       if (source.readyState === EventSource.CLOSED) setTimeout(connect, 3000);
     };
   };
