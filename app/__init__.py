@@ -49,6 +49,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     from app.stores import api as stores_api
     from app.system import api as system_api
     from app.web import cards as web_cards
+    from app.web import kiosk as web_kiosk
     from app.web import pages as web_pages
     from app.web import pay as web_pay
     from app.web import products as web_products
@@ -79,6 +80,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.register_blueprint(receipt_pages.blp)
     app.register_blueprint(web_pages.blp)
     app.register_blueprint(web_cards.blp)
+    app.register_blueprint(web_kiosk.blp)
     app.register_blueprint(web_pay.blp)
     app.register_blueprint(web_products.blp)
     app.register_blueprint(web_staff.blp)
