@@ -316,3 +316,42 @@ def test_switching_language_keeps_what_the_screen_shows(new_context, kiosk, worl
     expect(page.locator("#product-stock")).to_have_text("Disponible aquí")
     expect(page.locator("#save")).to_have_text("Guardar para después")
     check_accessibility(page)
+
+
+def test_a_tag_tapped_on_the_kiosks_nfc_reader_reaches_its_screen_with_the_price(
+    new_context, kiosk, world, tmp_path
+):
+    """The whole path: a product tag played on nfcpy's udp frontend, read by the kiosk daemon
+    (`python -m kiosk`), reported to the API, and shown on the paired screen in Chromium."""
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    from tests.conftest import ROOT
+    from tests.kiosk_client.helpers import WAIT_S, free_udp_path, run_kiosk, wait_until
+    from tests.kiosk_client.test_live import write_config
+
+    page = paired_page(new_context, kiosk)
+    config = write_config(tmp_path / "kiosk.toml", world.server.url, kiosk.secret,
+                          free_udp_path())  # fmt: skip
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "kiosk", "--config", str(config)], cwd=ROOT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    log: list[str] = []
+    reading = threading.Thread(target=lambda: log.extend(daemon.stderr), daemon=True)
+    reading.start()
+    try:
+        wait_until(lambda: any(": ready" in line for line in log), timeout_s=30,
+                   what="the daemon's reader")  # fmt: skip
+        code, played, _ = run_kiosk("sim", "tap", world.skus["latte"], "--timeout", str(WAIT_S),
+                                    config=config)  # fmt: skip
+        assert code == 0 and played["kind"] == "product"
+        expect(page.locator("#product-name")).to_have_text(world_name(world, "latte"))
+        expect(page.locator("#product-price")).to_have_text("$4.45")
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=15)
+        reading.join(5)
+        daemon.stderr.close()
