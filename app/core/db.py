@@ -4,10 +4,16 @@ Services only flush; the request (or command) commits once at the end. On SQLite
 transaction begins with ``BEGIN IMMEDIATE`` so that two writers can never both read a balance
 and then race to write it: the second waits for the first (WAL mode keeps readers unblocked).
 
+Writes that nothing in the transaction reads back (a sale's lines and receipt, its events, the
+idempotency record) are not sent as they are made: ``write_at_commit`` keeps them, and on
+PostgreSQL they go to the server together with the COMMIT, in one round trip (psycopg's
+pipeline mode).
+
 A lost database connection (PostgreSQL restarted, a backend terminated, a network cut) costs
-no request that can safely run again: a connection that died in the pool is replaced at
-checkout (``pool_pre_ping``), and a request whose connection dies before anything of it was
-committed is run once more from the start, on a fresh connection. A connection lost at the
+no request that can safely run again: a connection that the server closed while it sat in
+the pool is replaced at checkout (a look at its socket, not a ping: no round trip), and a
+request whose connection dies before anything of it was committed is run once more from the
+start, on a fresh connection. A connection lost at the
 commit itself leaves the outcome unknown: the answer is a 503 ``outcome_unknown`` and the
 client retries with the same ``Idempotency-Key``. A change that committed is never answered
 with an error: what runs after the commit only logs its failures.
@@ -16,6 +22,7 @@ with an error: what runs after the commit only logs its failures.
 from __future__ import annotations
 
 import logging
+import select
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,7 +31,7 @@ from typing import Any
 from flask import Flask, current_app, g, json, request
 from sqlalchemy import MetaData, create_engine, event
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from app.core.errors import DomainError, error_body, handle_domain_error
@@ -46,6 +53,7 @@ NAMING_CONVENTION = {
 #: statement did so at every round once the outbox's table had grown under load (the planner
 #: then expects a full batch), which put 20 ms on every event's way to the streams.
 POSTGRESQL_OPTIONS = "-c jit=off"
+PIPELINE_OFF = 0  # psycopg.pq.PipelineStatus.OFF, without importing psycopg for SQLite
 
 
 class Base(DeclarativeBase):
@@ -61,9 +69,26 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if "poolclass" not in kwargs:
         kwargs.setdefault("pool_size", 20)
         kwargs.setdefault("max_overflow", 40)
-        kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("connect_args", {}).setdefault("options", POSTGRESQL_OPTIONS)
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    event.listen(engine, "checkout", _refuse_if_closed_by_server)
+    event.listen(engine, "handle_error", _a_closed_socket_is_a_lost_connection)
+    return engine
+
+
+def _a_closed_socket_is_a_lost_connection(context: Any) -> None:
+    """psycopg reports a socket that the server closed under a statement as "connection socket
+    closed" without always marking the connection broken; it is as lost as any other."""
+    if "connection socket closed" in str(context.original_exception):
+        context.is_disconnect = True
+
+
+def _refuse_if_closed_by_server(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """A pooled connection that the server has closed (a restart, a terminated backend) is
+    replaced before it is handed out. An idle connection has nothing to read unless the server
+    said goodbye: one look at its socket, no round trip (as a ping at checkout would cost)."""
+    if dbapi_connection.closed or select.select([dbapi_connection.fileno()], [], [], 0)[0]:
+        raise DisconnectionError("closed by the server while idle in the pool")
 
 
 def _make_sqlite_safe(engine: Engine) -> None:
@@ -144,6 +169,103 @@ def driver_cursor(connection: Connection) -> Iterator[Any]:
             connection_invalidated=lost,
             dialect=connection.dialect,
         ) from exc
+
+
+@contextmanager
+def pipelined(connection: Connection) -> Iterator[None]:
+    """Statements run inside are sent without waiting for each answer (psycopg's pipeline
+    mode): the server's answers come back together when the block ends. Errors are reported
+    as SQLAlchemy's; a connection lost or left unusable on the way is discarded, and said to
+    be lost."""
+    driver = connection.connection.driver_connection
+    try:
+        with driver.pipeline():
+            yield
+    except BaseException as exc:
+        lost = driver.closed or driver.broken or driver.pgconn.pipeline_status != PIPELINE_OFF
+        if not connection.invalidated:  # whatever failed, its state is not worth trusting
+            connection.invalidate(exc)
+        if isinstance(exc, DBAPIError):  # a statement's, wrapped by SQLAlchemy already
+            exc.connection_invalidated = exc.connection_invalidated or lost
+            raise
+        if not isinstance(exc, connection.dialect.loaded_dbapi.Error):
+            raise
+        raise DBAPIError.instance(
+            None,
+            None,
+            exc,
+            connection.dialect.loaded_dbapi.Error,
+            connection_invalidated=lost,
+            dialect=connection.dialect,
+        ) from exc
+
+
+#: Session.info key: (savepoint or None, statement, parameters) of each write kept for the commit.
+_AT_COMMIT = "omnicard.at_commit"
+
+
+def write_at_commit(s: Session, statement: Any, parameters: Any = None) -> None:
+    """Send ``statement`` with the transaction's COMMIT rather than now.
+
+    For writes that nothing in the transaction reads back: on PostgreSQL all of them and the
+    COMMIT cost one round trip. A write made inside a savepoint that rolls back is dropped
+    with it.
+    """
+    if not s.in_transaction():
+        s.connection()  # the change's transaction: its rollback must take the write with it
+    s.info.setdefault(_AT_COMMIT, []).append((s.get_nested_transaction(), statement, parameters))
+
+
+#: Writes that every transaction gathers for its commit, as (statement, function of the
+#: session giving the parameters, or None when there is nothing to write): its events.
+COMMIT_WRITES: list[tuple[Any, Callable[[Session], Any]]] = []
+
+
+@event.listens_for(Session, "before_commit")
+def _send_with_commit(s: Session) -> None:
+    if s.get_nested_transaction() is not None:  # a savepoint released: the transaction goes on
+        return
+    s.flush()
+    writes = [(statement, parameters) for _, statement, parameters in s.info.pop(_AT_COMMIT, [])]
+    for statement, gather in COMMIT_WRITES:
+        parameters = gather(s)
+        if parameters is not None:
+            writes.append((statement, parameters))
+    if not writes:
+        return
+    connection = s.connection()
+    if connection.dialect.name != "postgresql":
+        for statement, parameters in writes:
+            connection.execute(statement, parameters)
+        return  # SQLAlchemy commits next
+    with pipelined(connection):
+        for statement, parameters in writes:
+            connection.execute(statement, parameters)
+        if isinstance(s.get_bind(), Engine):  # the session's own transaction, not a caller's
+            # With the writes, in the same round trip; SQLAlchemy's own commit then finds the
+            # transaction ended and sends nothing.
+            connection.exec_driver_sql("COMMIT")
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_rolled_back_writes(s: Session, previous_transaction) -> None:
+    if not previous_transaction.nested or _AT_COMMIT not in s.info:
+        return
+
+    def inside(tx) -> bool:
+        while tx is not None:
+            if tx is previous_transaction:
+                return True
+            tx = tx.parent
+        return False
+
+    s.info[_AT_COMMIT] = [write for write in s.info[_AT_COMMIT] if not inside(write[0])]
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _drop_writes_at_the_end(s: Session, transaction) -> None:
+    if transaction.parent is None:  # committed (so sent), rolled back or closed
+        s.info.pop(_AT_COMMIT, None)
 
 
 class Database:

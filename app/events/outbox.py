@@ -1,8 +1,9 @@
 """Writing events (in the caller's transaction), and the events as the log gives them back.
 
 The sale path only inserts one row: all of a transaction's events, as one JSON array in the
-outbox, just before it commits. No NOTIFY inside its transaction, so it never queues on
-PostgreSQL's notification lock, and no index of the event log to update. After the commit, the
+outbox, sent with its COMMIT (``app.core.db.COMMIT_WRITES``). No NOTIFY inside its
+transaction, so it never queues on PostgreSQL's notification lock, and no index of the event
+log to update. After the commit, the
 process wakes its own event hub in memory; the hub sequences what has committed (or asks the
 sequencing process to) and the sequencer moves the events into the log with their positions,
 in one statement, and sends one NOTIFY per batch, which wakes the hubs that have streams to
@@ -21,7 +22,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from app.core.db import driver_cursor
+from app.core import db
 from app.core.types import utcnow
 from app.events.models import Event, OutboxEntry
 
@@ -39,7 +40,8 @@ def emit(
     """Write an event in ``s``'s transaction: it exists if and only if the change commits.
 
     It is written with the transaction's other events when the session commits (or
-    ``write_events`` is called); one emitted inside a savepoint that rolls back is dropped.
+    ``write_events`` is called), in the commit's own round trip; one emitted inside a savepoint
+    that rolls back is dropped.
     """
     row = {
         "type": type, "created_at": utcnow().isoformat(), "customer_id": customer_id,
@@ -56,23 +58,21 @@ _WAITING = "omnicard.events.waiting"
 
 
 def write_events(s: Session) -> None:
-    """Write the events emitted in ``s`` so far: one outbox row, one statement."""
+    """Write the events emitted in ``s`` so far, now (the commit does it otherwise)."""
+    events = _events_to_write(s)
+    if events is not None:
+        s.connection().execute(_INSERT_OUTBOX, events)
+
+
+def _events_to_write(s: Session) -> dict | None:
+    """All of the transaction's events waiting to be written: one outbox row."""
     waiting = s.info.pop(_WAITING, None)
     if not waiting:
-        return
-    events = json.dumps([row for _, row in waiting], separators=(",", ":"))
-    connection = s.connection()
-    if connection.dialect.name != "postgresql":
-        connection.execute(_INSERT_OUTBOX, {"events": events})
-        return
-    # On the sale path the client's CPU is what is scarce: one prepared statement straight
-    # through psycopg, as the ledger's own call goes.
-    with driver_cursor(connection) as cursor:
-        cursor.execute(_INSERT_OUTBOX_SQL, (events,), prepare=True)
+        return None
+    return {"events": json.dumps([row for _, row in waiting], separators=(",", ":"))}
 
 
 _INSERT_OUTBOX = text("INSERT INTO event_outbox (events) VALUES (:events)")
-_INSERT_OUTBOX_SQL = "INSERT INTO event_outbox (events) VALUES (%s::json)"
 
 
 def _rolled_back(s: Session, savepoint) -> None:
@@ -89,10 +89,7 @@ def _rolled_back(s: Session, savepoint) -> None:
         s.info[_WAITING] = [(tx, row) for tx, row in s.info[_WAITING] if not inside(tx)]
 
 
-@sa_event.listens_for(Session, "before_commit")
-def _write_before_commit(s: Session) -> None:
-    if s.get_nested_transaction() is None:  # the transaction itself, not a savepoint
-        write_events(s)
+db.COMMIT_WRITES.append((_INSERT_OUTBOX, _events_to_write))
 
 
 @sa_event.listens_for(Session, "after_soft_rollback")

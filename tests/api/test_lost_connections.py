@@ -163,7 +163,7 @@ def test_a_connection_lost_before_the_first_statement_costs_no_request(
     armed = [True]
 
     def kill_at_checkout(dbapi_connection, _record, _proxy):
-        if armed:  # after the pool's own liveness check: it looked alive when handed out
+        if armed:  # it looked alive when handed out
             armed.clear()
             terminate(admin, [backend_pid(dbapi_connection)])
 
@@ -203,8 +203,13 @@ def test_a_connection_lost_at_the_commit_is_a_503_and_the_same_key_settles_it(
             armed.clear()
             terminate(admin, [backend_pid(conn.connection.dbapi_connection)])
 
+    def kill_before_sending_commit(conn, _cursor, statement, _params, _context, _many):
+        if statement.strip().upper() == "COMMIT":  # sent with the writes kept for it
+            kill_at_commit(conn)
+
     before = shop.card_balance()
-    engine_events(engine, "commit", kill_at_commit)
+    engine_events(engine, "before_cursor_execute", kill_before_sending_commit)
+    engine_events(engine, "commit", kill_at_commit)  # the driver's own commit, if that sends it
     first = shop.sell(key="lost-at-commit")
     assert first.status_code == 503, first.get_data(as_text=True)
     assert first.json["error"]["code"] == "outcome_unknown"

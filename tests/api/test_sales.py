@@ -23,6 +23,7 @@ from app.ledger.models import LedgerTransaction, Posting
 from app.ledger.rules import Leg
 from app.sales.models import Refund, Sale
 from tests.conftest import Api, World, sign_in_tills
+from tests.wire import wire
 
 
 @dataclass(frozen=True)
@@ -1144,3 +1145,23 @@ def test_refund_with_an_empty_list_of_lines_is_invalid(api, db, till, latte):
     response = api.post(f"/v1/sales/{sale['id']}/refunds", token=till.token, json={"lines": []})
     assert_error(response, 422, "validation_error")
     assert count(db, Refund) == 0
+
+
+def test_a_sale_costs_few_round_trips_to_postgresql(live, engine, db_kind):
+    """A sale from the card balance, with its Stars, receipt, events and idempotency record,
+    counted on the wire from the first byte of the request to the commit."""
+    if db_kind != "postgresql":
+        pytest.skip("round trips are PostgreSQL's")
+    till, shopper = live.tills[0], live.shopper
+    sale = {
+        "customer": {"card_number": shopper.card_number},
+        "lines": [{"sku": "LATTE", "quantity": 1}],
+        "tenders": [{"type": "card_balance", "amount": usd(450)}],
+    }
+    for _ in range(3):  # the pool's connections and psycopg's prepared statements warmed up
+        assert live.api.post("/v1/sales", token=till.token, json=sale).status_code == 201
+    with wire(engine) as seen:
+        sold = live.api.post("/v1/sales", token=till.token, json=sale)
+    assert sold.status_code == 201, sold.json
+    print(f"round trips {seen.round_trips}, statements {len(seen.statements)}")
+    assert seen.round_trips <= 99
