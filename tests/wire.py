@@ -27,7 +27,7 @@ class Wire:
         return sum(
             1
             for messages in self.checkouts
-            for (a, _), (b, _) in zip(messages, messages[1:])
+            for (a, _), (b, _) in zip(messages, messages[1:], strict=False)
             if a == "F" and b == "B"
         )
 
