@@ -21,6 +21,7 @@ from app.cards import services as cards
 from app.catalog import services as catalog
 from app.catalog.models import Product
 from app.core.db import session
+from app.core.settings import settings
 from app.customers import services as customers
 from app.payments import services as payments
 from app.payments.gateway import SandboxGateway
@@ -216,12 +217,12 @@ def build_demo(base_url: str) -> dict:
         )  # fmt: skip
         payments.settle(s, top_up.id, payments.charge(top_up))
         sale = sales.make_sale(
-            s, pike, presented={"card_number": card.number},
+            s, settings(), pike, presented={"card_number": card.number},
             lines=[("CF-LATTE-G", 1), ("FD-CROIS", 1)],
             tenders=[("card_balance", 445 + 325)],
         ).sale  # fmt: skip
         sales.make_sale(
-            s, union, presented={"card_number": card.number},
+            s, settings(), union, presented={"card_number": card.number},
             lines=[("BN-PIKE", 1)], tenders=[("card_balance", 1_000), ("cash", 695)],
         )  # fmt: skip
         if n == 0:
@@ -268,7 +269,7 @@ def _kiosk_history(s, pike: Principal, products: dict, ada_card) -> None:
     for basket in PAST_BASKETS:
         total = sum(products[sku].price_minor for sku in basket)
         sales.make_sale(
-            s, pike, presented=None, lines=[(sku, 1) for sku in basket],
+            s, settings(), pike, presented=None, lines=[(sku, 1) for sku in basket],
             tenders=[("cash", total)],
         )  # fmt: skip
 

@@ -46,6 +46,7 @@ from app.auth.principal import Principal
 from app.auth.services import create_staff
 from app.catalog.models import Product, StoreProduct
 from app.core.db import database
+from app.core.settings import settings
 from app.customers.services import sign_up
 from app.kiosk import counts
 from app.kiosk.models import KioskSession, KioskTap
@@ -196,7 +197,7 @@ def populate(app, args, rng: random.Random) -> dict:
         )  # fmt: skip
         first = s.scalar(select(Product).where(Product.id == product_ids[0]))
         real = make_sale(
-            s, principal, presented=None, lines=[(first.sku, 1)],
+            s, settings(), principal, presented=None, lines=[(first.sku, 1)],
             tenders=[("cash", first.price_minor)],
         ).sale  # fmt: skip
         ledger_transaction_id, shift_id = real.ledger_transaction_id, real.shift_id

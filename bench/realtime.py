@@ -76,6 +76,7 @@ from app.cards import services as cards
 from app.cards.models import Card
 from app.catalog import services as catalog
 from app.core.db import database, make_engine, session
+from app.core.settings import settings
 from app.customers import services as customers
 from app.events.election import PENDING_CHANNEL, SEQUENCER_LOCK
 from app.events.models import Event, OutboxEntry
@@ -1260,7 +1261,7 @@ def sell_until_time_is_up(
                 raise RuntimeError("the cards ran dry: give each till more shoppers")
             continue
         outcome = sales.make_sale(
-            s, plan.till.principal, presented={"card_number": number},
+            s, settings(), plan.till.principal, presented={"card_number": number},
             lines=[(LATTE_SKU, 1)], tenders=[("card_balance", LATTE_MINOR)],
         )  # fmt: skip
         s.commit()

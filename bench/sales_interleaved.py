@@ -56,6 +56,7 @@ def events_on(slice_number: int) -> bool:
 
 def sale_worker(url: str, till, shoppers, start, slice_s: float, slices: int, results) -> None:
     from app.core.db import database, session
+    from app.core.settings import settings
     from app.events import changes, outbox
     from app.events.api import hub as event_hub_of
     from app.sales import services as sales
@@ -90,7 +91,7 @@ def sale_worker(url: str, till, shoppers, start, slice_s: float, slices: int, re
                     raise RuntimeError("the cards ran dry: fewer or shorter slices")
                 continue
             outcome = sales.make_sale(
-                s, till.principal, presented={"card_number": number},
+                s, settings(), till.principal, presented={"card_number": number},
                 lines=[(rt.LATTE_SKU, 1)], tenders=[("card_balance", rt.LATTE_MINOR)],
             )  # fmt: skip
             s.commit()

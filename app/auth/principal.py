@@ -28,7 +28,7 @@ from app.auth.errors import Forbidden, Unauthenticated
 from app.auth.models import AuthToken, Staff
 from app.core.db import session
 from app.core.types import utcnow
-from app.stores.models import Device
+from app.stores.models import Device, Store
 
 DEVICE_PREFIX = "ocd_"
 TOKEN_PREFIX = "oct_"
@@ -86,29 +86,39 @@ def _bearer() -> str | None:
 
 
 def resolve_token(token: str) -> Principal | None:
+    """The caller a token names, or None. One query: its staff member, device and store come
+    with it, so that the request finds them in its session without asking again."""
     s = session()
     digest = hash_token(token)
     if token.startswith(DEVICE_PREFIX):
-        device = s.scalar(select(Device).where(Device.secret_hash == digest))
+        row = s.execute(
+            select(Device, Store)
+            .outerjoin(Store, Store.id == Device.store_id)
+            .where(Device.secret_hash == digest)
+        ).first()
+        device = row.Device if row is not None else None
+        s.info["caller"] = row  # held, so that the session's identity map keeps them
         if device is None or not device.active:
             return None
         return Principal(
             "device", device_id=device.id, device_kind=device.kind, store_id=device.store_id
         )
     row = s.execute(
-        select(AuthToken, Staff.role, Staff.active)
+        select(AuthToken, Staff, Device, Store)
         .outerjoin(Staff, Staff.id == AuthToken.staff_id)
+        .outerjoin(Device, Device.id == AuthToken.device_id)
+        .outerjoin(Store, Store.id == Device.store_id)
         .where(AuthToken.token_hash == digest)
-    ).one_or_none()
+    ).first()
     if row is None:
         return None
-    t, role, staff_active = row
+    t, staff, device = row.AuthToken, row.Staff, row.Device
+    s.info["caller"] = row  # held, so that the session's identity map keeps them for the request
     if t.revoked_at is not None or t.expires_at <= utcnow():
         return None
     if t.kind == "customer":
         return Principal("customer", customer_id=t.customer_id, token_id=t.id)
     if t.kind == "kiosk_screen":
-        device = s.get(Device, t.device_id)
         if device is None or not device.active or device.kind != "kiosk":
             return None
         return Principal(
@@ -118,17 +128,16 @@ def resolve_token(token: str) -> Principal | None:
             store_id=device.store_id,
             token_id=t.id,
         )
-    if not staff_active:
+    if staff is None or not staff.active:
         return None
     if t.kind == "staff":
-        return Principal("staff", staff_id=t.staff_id, role=role, token_id=t.id)
-    device = s.get(Device, t.device_id)
+        return Principal("staff", staff_id=t.staff_id, role=staff.role, token_id=t.id)
     if device is None or not device.active:
         return None
     return Principal(
         "cashier",
         staff_id=t.staff_id,
-        role=role,
+        role=staff.role,
         device_id=device.id,
         device_kind=device.kind,
         store_id=device.store_id,

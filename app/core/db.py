@@ -208,7 +208,8 @@ def write_at_commit(s: Session, statement: Any, parameters: Any = None) -> None:
     """Send ``statement`` with the transaction's COMMIT rather than now.
 
     For writes that nothing in the transaction reads back: on PostgreSQL all of them and the
-    COMMIT cost one round trip. A write made inside a savepoint that rolls back is dropped
+    COMMIT cost one round trip. Nothing is read from their results (an INSERT is ``inline()``:
+    no RETURNING of its new ids). A write made inside a savepoint that rolls back is dropped
     with it.
     """
     if not s.in_transaction():
@@ -245,6 +246,14 @@ def _send_with_commit(s: Session) -> None:
             # With the writes, in the same round trip; SQLAlchemy's own commit then finds the
             # transaction ended and sends nothing.
             connection.exec_driver_sql("COMMIT")
+
+
+def write_kept_now(s: Session) -> None:
+    """Send the writes kept for the commit now, for the rare caller that must read them back
+    in the same transaction (a test, a command that goes on to read what it wrote)."""
+    s.flush()
+    for _, statement, parameters in s.info.pop(_AT_COMMIT, []):
+        s.connection().execute(statement, parameters)
 
 
 @event.listens_for(Session, "after_soft_rollback")

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from flask import Response, current_app, g, request
-from sqlalchemy import String, Text, select, update
+from sqlalchemy import String, Text, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from app.core.db import Base, session
+from app.core.db import Base, session, write_at_commit
 from app.core.errors import DomainError
 from app.core.types import UtcDateTime, utcnow
 
@@ -117,12 +117,22 @@ def claim(s: Session, principal: str, key: str, fingerprint: str) -> Replay | No
 
 
 def record(s: Session, principal: str, key: str, status_code: int, body: str) -> None:
-    table = IdempotencyRecord.__table__
-    s.execute(
-        update(table)
-        .where(table.c.principal == principal, table.c.key == key)
-        .values(status_code=status_code, response_body=body)
+    """The answer, kept for replays: written with the commit, with everything else it answers."""
+    write_at_commit(
+        s,
+        _RECORD,
+        {"who": principal, "the_key": key, "status_code": status_code, "response_body": body},
     )
+
+
+_RECORD = (
+    update(IdempotencyRecord.__table__)
+    .where(
+        IdempotencyRecord.__table__.c.principal == bindparam("who"),
+        IdempotencyRecord.__table__.c.key == bindparam("the_key"),
+    )
+    .values(status_code=bindparam("status_code"), response_body=bindparam("response_body"))
+)
 
 
 def key_of_request() -> str:

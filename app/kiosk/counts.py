@@ -1,11 +1,13 @@
 """The co-occurrence counts behind the kiosk's suggestions, kept up to date as taps and sales
-are recorded, in the same transaction, so that a suggestion is a few indexed reads.
+are recorded, so that a suggestion is a few indexed reads.
 
-- A product tap: the product's taps in the store +1, and every product tapped earlier in the
-  same kiosk session gains one ``tapped`` with it (once per session and pair).
-- A sale: the units sold in the store, and one ``bought`` for every pair of products in it,
-  and for every product in it with each product the same shopper bought in the
-  ``KIOSK_BOUGHT_TOGETHER_DAYS`` before (once per sale and pair).
+- A product tap, in the tap's transaction: the product's taps in the store +1, and every
+  product tapped earlier in the same kiosk session gains one ``tapped`` with it (once per
+  session and pair).
+- A sale, soon after it commits (``count_new_sales``): the units sold in the store, and one
+  ``bought`` for every pair of products in it, and for every product in it with each product
+  the same shopper bought in the ``KIOSK_BOUGHT_TOGETHER_DAYS`` before (once per sale and
+  pair).
 
 ``recount`` computes the same numbers from the whole history (for data that was there
 before, and to check the running counts).
@@ -18,11 +20,12 @@ from collections.abc import Iterable
 from datetime import timedelta
 from itertools import combinations
 
-from flask import current_app, has_app_context
-from sqlalchemy import delete, insert, select
+from flask import has_app_context
+from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from app.core.settings import settings
 from app.kiosk.models import KioskTap, ProductPairCount, ProductStoreCount
 from app.kiosk.ranking import BOUGHT_WEIGHT, TAPPED_WEIGHT
 from app.sales.models import Sale, SaleLine
@@ -32,7 +35,7 @@ DEFAULT_BOUGHT_TOGETHER_DAYS = 7
 
 def bought_together_days() -> int:
     if has_app_context():
-        return int(current_app.config.get("KIOSK_BOUGHT_TOGETHER_DAYS", 7))
+        return settings().kiosk_bought_together_days
     return DEFAULT_BOUGHT_TOGETHER_DAYS
 
 
@@ -114,34 +117,63 @@ def _pairs_of_sale(products: set[int], before: set[int]) -> set[tuple[int, int]]
     return pairs
 
 
-def record_sale(s: Session, sale: Sale) -> None:
-    """Count a new sale (its lines flushed)."""
-    units: Counter = Counter()
-    for product_id, quantity in s.execute(
-        select(SaleLine.product_id, SaleLine.quantity).where(SaleLine.sale_id == sale.id)
+def count_new_sales(s: Session, *, most: int = 2_000) -> int:
+    """Count the sales not counted yet (at most ``most``, oldest first): how many.
+
+    Sales are counted after they commit, not inside them: a sale's own transaction stays as
+    short as the ledger's, and a popular product's count row is never a lock that every till
+    waits on. Sales another transaction is counting (or refunding) are left for the next
+    call. Called before suggestions are made and, at most once a second, by each app process
+    after a sale (app.sales.api)."""
+    new = s.execute(
+        select(Sale.id, Sale.store_id, Sale.customer_id, Sale.created_at)
+        .where(Sale.kiosk_counted.is_(False))
+        .order_by(Sale.id)
+        .limit(most)
+        .with_for_update(skip_locked=True)
+    ).all()
+    if not new:
+        return 0
+    ids = [sale.id for sale in new]
+    sold: dict[int, Counter] = {}
+    for store_id, product_id, quantity in s.execute(
+        select(Sale.store_id, SaleLine.product_id, SaleLine.quantity)
+        .join(Sale, Sale.id == SaleLine.sale_id)
+        .where(Sale.id.in_(ids))
     ):
-        units[product_id] += quantity
-    add_product_counts(s, sale.store_id, units, "sold")
-    before: set[int] = set()
-    if sale.customer_id is not None:
-        since = sale.created_at - timedelta(days=bought_together_days())
-        before = set(
-            s.scalars(
-                select(SaleLine.product_id)
-                .join(Sale, Sale.id == SaleLine.sale_id)
-                .where(
-                    Sale.customer_id == sale.customer_id,
-                    Sale.created_at >= since,
-                    Sale.created_at <= sale.created_at,
-                    Sale.id != sale.id,
-                )
-            )
-        )
-    add_pairs(s, Counter(_pairs_of_sale(set(units), before)), "bought")
+        sold.setdefault(store_id, Counter())[product_id] += quantity
+    for store_id, units in sorted(sold.items()):
+        add_product_counts(s, store_id, units, "sold")
+    add_pairs(s, _pairs_of_new_sales(s, new), "bought")
+    s.execute(update(Sale).where(Sale.id.in_(ids)).values(kiosk_counted=True))
+    return len(new)
 
 
-def _sale_pairs(rows: Iterable[tuple[int, int | None, object, int]], days: int) -> Counter:
-    """``rows`` of (sale id, customer id, time, product id) ordered by customer, time, sale."""
+def _pairs_of_new_sales(s: Session, new) -> Counter:
+    """The pairs the ``new`` sales add: within each, and with what its shopper bought in the
+    days before (their earlier sales, counted or not)."""
+    days = bought_together_days()
+    shoppers = {sale.customer_id for sale in new if sale.customer_id is not None}
+    earliest = min(sale.created_at for sale in new) - timedelta(days=days)
+    latest = max(sale.created_at for sale in new)
+    history = and_(
+        Sale.customer_id.in_(shoppers), Sale.created_at >= earliest, Sale.created_at <= latest
+    )
+    rows = s.execute(
+        select(Sale.id, Sale.customer_id, Sale.created_at, SaleLine.product_id)
+        .join(SaleLine, SaleLine.sale_id == Sale.id)
+        .where(or_(Sale.id.in_([sale.id for sale in new]), history))
+        .order_by(Sale.customer_id, Sale.created_at, Sale.id)
+    )
+    return _sale_pairs(rows, days, counting={sale.id for sale in new})
+
+
+def _sale_pairs(
+    rows: Iterable[tuple[int, int | None, object, int]], days: int, counting: set | None = None
+) -> Counter:
+    """``rows`` of (sale id, customer id, time, product id) ordered by customer, time, sale;
+    the pairs of the sales in ``counting`` (of every sale when None), the others being only
+    what their shoppers bought before."""
     pairs: Counter = Counter()
     window = timedelta(days=days)
     history: list[tuple[object, int, set[int]]] = []  # this customer's sales so far
@@ -156,7 +188,8 @@ def _sale_pairs(rows: Iterable[tuple[int, int | None, object, int]], days: int) 
                 if other_at >= at - window and other_id != sale_id:
                     before |= other_products
             history.append((at, sale_id, products))
-        pairs.update(_pairs_of_sale(products, before))
+        if counting is None or sale_id in counting:
+            pairs.update(_pairs_of_sale(products, before))
 
     for sale_id, customer_id, at, product_id in rows:
         if sale is None or sale[0] != sale_id:
@@ -209,6 +242,7 @@ def recount(s: Session) -> None:
         bought_together_days(),
     )
     _insert_all(s, tapped, bought, taps_per_store, sold_per_store)
+    s.execute(update(Sale).where(Sale.kiosk_counted.is_(False)).values(kiosk_counted=True))
     s.flush()
 
 

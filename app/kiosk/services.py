@@ -425,6 +425,7 @@ def screen_for(s: Session, tap: KioskTap, resolved: Resolved | None = None) -> d
         "message": {"code": message} if message else None,
     }
     if tap.kind in ("product", "sign", "card"):
+        counts.count_new_sales(s)  # the sales made since anyone last looked
         session_products = session_product_ids(s, tap.kiosk_session_id, tap.id)
         payload["suggestions"] = suggest(
             s,

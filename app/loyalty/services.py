@@ -7,10 +7,13 @@ Stars they earn next. No Star is created or lost: every one is in the ledger.
 
 from __future__ import annotations
 
-from flask import current_app
-from sqlalchemy import update
+from dataclasses import dataclass
+
+from sqlalchemy import bindparam, update
 from sqlalchemy.orm import Session
 
+from app.core.db import write_at_commit
+from app.core.settings import Settings
 from app.customers.models import Customer
 from app.ledger import services as ledger
 from app.ledger.models import Account
@@ -20,17 +23,22 @@ from app.loyalty import rules
 STAR = "STAR"
 
 
+#: The account Stars come from, and the prefix of each shopper's Stars-owed account's code.
+ISSUANCE_CODE = "stars:issuance"
+OWED_PREFIX = "stars:owed:"
+
+
 def issuance(s: Session) -> Account:
     """Where Stars come from: the cost of the programme, debited as Stars are earned."""
     return ledger.system_account(
-        s, "stars:issuance", name="Stars issued", unit=STAR, type="expense", hot=True
+        s, ISSUANCE_CODE, name="Stars issued", unit=STAR, type="expense", hot=True
     )
 
 
 def owed_account(s: Session, customer: Customer) -> Account:
     return ledger.system_account(
         s,
-        f"stars:owed:{customer.id}",
+        f"{OWED_PREFIX}{customer.id}",
         name=f"Stars owed by customer {customer.id}",
         unit=STAR,
         type="asset",
@@ -38,28 +46,48 @@ def owed_account(s: Session, customer: Customer) -> Account:
     )
 
 
-def stars_for_tenders(paid_from_card_minor: int, paid_otherwise_minor: int, currency: str) -> int:
-    cfg = current_app.config
+def stars_for_tenders(
+    settings: Settings, paid_from_card_minor: int, paid_otherwise_minor: int
+) -> int:
     return rules.stars_earned(
         paid_from_card_minor=paid_from_card_minor,
         paid_otherwise_minor=paid_otherwise_minor,
-        currency=currency,
-        per_unit_card=cfg["STARS_PER_UNIT_CARD"],
-        per_unit_other=cfg["STARS_PER_UNIT_OTHER"],
+        currency=settings.currency,
+        per_unit_card=settings.stars_per_unit_card,
+        per_unit_other=settings.stars_per_unit_other,
     )
 
 
-def earn_legs(s: Session, customer: Customer, stars: int) -> list[Leg]:
-    """Legs that give ``stars`` to the shopper, repaying any Stars they owe first."""
+@dataclass(frozen=True)
+class StarsAccounts:
+    """A shopper's Stars accounts as read with their card (unlocked): Stars issuance's id
+    (None until the first Star is earned anywhere), and their Stars-owed account's id and
+    balance (None: they never owed any)."""
+
+    issuance_id: int | None
+    owed_id: int | None
+    owed_balance: int | None
+
+
+def earn_legs(
+    s: Session, customer: Customer, stars: int, known: StarsAccounts | None = None
+) -> list[Leg]:
+    """Legs that give ``stars`` to the shopper, repaying any Stars they owe first. ``known``:
+    the accounts as the caller read them already; only a debt is read again, locked."""
     if stars <= 0:
         return []
-    legs = [Leg(issuance(s).id, -stars, STAR)]
-    owed = ledger.account_by_code(s, f"stars:owed:{customer.id}")
-    # Locked: two sales at once must not both repay the same debt.
-    debt = -ledger.balance_for_update(s, owed.id) if owed is not None else 0
+    if known is None:
+        owed = ledger.account_by_code(s, f"{OWED_PREFIX}{customer.id}")
+        known = StarsAccounts(None, owed.id if owed else None, -1 if owed else None)
+    issuance_id = known.issuance_id or issuance(s).id
+    debt = 0
+    if known.owed_id is not None and known.owed_balance < 0:
+        # Locked: two sales at once must not both repay the same debt.
+        debt = -ledger.balance_for_update(s, known.owed_id)
     repay = min(debt, stars)
+    legs = [Leg(issuance_id, -stars, STAR)]
     if repay:
-        legs.append(Leg(owed.id, repay, STAR))
+        legs.append(Leg(known.owed_id, repay, STAR))
     if stars - repay:
         legs.append(Leg(customer.stars_account_id, stars - repay, STAR))
     return legs
@@ -81,9 +109,13 @@ def take_back_legs(s: Session, customer: Customer, stars: int) -> tuple[list[Leg
 
 
 def count_lifetime(s: Session, customer_id: int, stars: int) -> None:
+    """Add ``stars`` to the shopper's lifetime count (their tier), sent with the commit."""
     if stars:
-        s.execute(
-            update(Customer)
-            .where(Customer.id == customer_id)
-            .values(lifetime_stars=Customer.lifetime_stars + stars)
-        )
+        write_at_commit(s, _ADD_LIFETIME, {"customer": customer_id, "stars": stars})
+
+
+_ADD_LIFETIME = (
+    update(Customer)
+    .where(Customer.id == bindparam("customer"))
+    .values(lifetime_stars=Customer.lifetime_stars + bindparam("stars"))
+)

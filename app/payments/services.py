@@ -251,22 +251,24 @@ def settle_stale(s: Session, older_than_s: int = 30) -> list[TopUp]:
 
 
 def begin_auto_reload(
-    s: Session, *, card_id: int, sale_id: int, balance_before: int, balance_after: int
+    s: Session,
+    rule: AutoReload,
+    card: Card,
+    *,
+    sale_id: int,
+    balance_before: int,
+    balance_after: int,
 ) -> TopUp | None:
-    """The card's auto-reload, written down as pending in the sale's own transaction, if this
-    sale took the card below its threshold: at most once per sale, and never lost. The
-    caller charges it once the sale has committed (``charge_auto_reload``); if that never
+    """The card's auto-reload ``rule``, written down as pending in the sale's own transaction,
+    if this sale took the card below its threshold: at most once per sale, and never lost.
+    The caller charges it once the sale has committed (``charge_auto_reload``); if that never
     happens (the process or its database connection died), ``flask payments settle`` does."""
-    rule = s.get(AutoReload, card_id)
-    if rule is None or not rule.enabled:
+    if not rule.enabled or not balance_after < rule.threshold_minor <= balance_before:
         return None
-    if not balance_after < rule.threshold_minor <= balance_before:
-        return None
-    card = s.get(Card, card_id)
     try:
         check_top_up_amount(s, card, rule.amount_minor, currency())
     except DomainError as refused:  # the sale stands whatever this says
-        log.info("auto-reload for card %s skipped: %s", card_id, refused)
+        log.info("auto-reload for card %s skipped: %s", card.id, refused)
         return None
     return begin_gateway_top_up(
         s,
@@ -277,7 +279,7 @@ def begin_auto_reload(
         principal=None,
         idempotency_key=None,
         trigger_sale_id=sale_id,
-    )
+    )  # fmt: skip
 
 
 def charge_auto_reload(s: Session, top_up_id: int) -> TopUp:

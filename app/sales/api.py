@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import time
 
 import marshmallow as ma
 from flask import request, url_for
@@ -17,7 +18,6 @@ from app.cards.errors import (
     NfcLimitExceeded,
     PayCodeInvalid,
 )
-from app.cards.services import check_currency
 from app.catalog.services import UnknownSku
 from app.core.api import Blueprint
 from app.core.db import after_commit, database, session
@@ -31,7 +31,9 @@ from app.core.schemas import (
     decode_cursor,
     money,
 )
+from app.core.settings import settings
 from app.core.types import utcnow
+from app.kiosk import counts as kiosk_counts
 from app.ledger.errors import AccountFrozen, BalanceLimitExceeded, InsufficientFunds
 from app.offline import services as allowances
 from app.offline.errors import (
@@ -219,15 +221,18 @@ def sale_body(sale: Sale, receipt: Receipt | None, card_balance: int | None = No
     }
 
 
-def _auto_reload(card_id: int, sale_id: int, before: int, after: int) -> None:
+def _auto_reload(outcome: sales.SaleOutcome) -> None:
     """Write the card's auto-reload down with the sale if the sale crossed its threshold, and
     charge it once the sale has committed, in its own transaction: whatever happens there,
     the sale stands, and a reload whose charge never ran is charged by `flask payments
     settle`. (It runs before the response leaves, so the till's answer waits for the
-    gateway; a job queue would free it.)"""
+    gateway; a job queue would free it.) Nothing to do for a card without the rule."""
+    if outcome.auto_reload is None or outcome.card_balance_after is None:
+        return
     top_up = payments.begin_auto_reload(
-        session(), card_id=card_id, sale_id=sale_id, balance_before=before, balance_after=after
-    )
+        session(), outcome.auto_reload, outcome.card, sale_id=outcome.sale.id,
+        balance_before=outcome.card_balance_before, balance_after=outcome.card_balance_after,
+    )  # fmt: skip
     if top_up is None:
         return
 
@@ -236,9 +241,34 @@ def _auto_reload(card_id: int, sale_id: int, before: int, after: int) -> None:
             with database().sessions() as s:
                 payments.charge_auto_reload(s, top_up.id)
         except Exception:  # the sale stands; the reload stays pending, to be settled
-            log.exception("auto-reload %s after sale %s failed", top_up.id, sale_id)
+            log.exception("auto-reload %s after sale %s failed", top_up.id, outcome.sale.id)
 
     after_commit(charge)
+
+
+#: When this process last counted new sales for the kiosks' suggestions (monotonic seconds).
+_counted_at = [0.0]
+#: At most this often: a count takes every sale made since, in one go.
+COUNT_FOR_KIOSKS_EVERY_S = 1.0
+
+
+def _count_for_kiosks_now_and_then() -> None:
+    """After the sale has committed, at most once a second per process: the sales since, into
+    the kiosk suggestions' counts, in a transaction of their own (app.kiosk.counts)."""
+    now = time.monotonic()
+    if now - _counted_at[0] < COUNT_FOR_KIOSKS_EVERY_S:
+        return
+    _counted_at[0] = now
+
+    def count():
+        try:
+            with database().sessions() as s:
+                kiosk_counts.count_new_sales(s)
+                s.commit()
+        except Exception:  # counted by the next one
+            log.exception("counting sales for the kiosks failed")
+
+    after_commit(count)
 
 
 @blp.route("/sales")
@@ -259,13 +289,15 @@ class Sales(MethodView):
         A sale made offline and replayed (`offline`) takes its card balance part from the
         card's offline allowance; a refused one is recorded for the store to look into.
         """
+        config = settings()
         for tender in data["tenders"]:
-            check_currency(tender["amount"]["currency"])
-            if tender["given"] is not None:
-                check_currency(tender["given"]["currency"])
+            for sum_of_money in (tender["amount"], tender["given"]):
+                if sum_of_money is not None and sum_of_money["currency"] != config.currency:
+                    raise CurrencyMismatch(expected=config.currency, given=sum_of_money["currency"])
         try:
             outcome = sales.make_sale(
                 session(),
+                config,
                 current_principal(),
                 presented=data["customer"],
                 lines=[(line["sku"], line["quantity"]) for line in data["lines"]],
@@ -276,11 +308,8 @@ class Sales(MethodView):
         except OfflineSaleRefused as refused:
             allowances.record_refusal(session(), current_principal(), refused, request.json)
             raise
-        if outcome.card is not None and outcome.card_balance_after is not None:
-            _auto_reload(
-                outcome.card.id, outcome.sale.id, outcome.card_balance_before,
-                outcome.card_balance_after,
-            )  # fmt: skip
+        _auto_reload(outcome)
+        _count_for_kiosks_now_and_then()
         return sale_body(outcome.sale, outcome.receipt, outcome.card_balance_after)
 
     @blp.requires("cashier")
@@ -393,10 +422,9 @@ class SaleRefunds(MethodView):
         requested = None
         if data["lines"] is not None:
             requested = [(line["sku"], line["quantity"]) for line in data["lines"]]
-        s = session()
-        refund = sales.refund_sale(s, current_principal(), sale_id, requested)
-        sale = s.get(Sale, refund.sale_id)
-        return refund_body(refund, sale.currency, sales.refund_receipt(s, refund.id))
+        principal = current_principal()
+        refund, sale, receipt = sales.refund_sale(session(), principal, sale_id, requested)
+        return refund_body(refund, sale.currency, receipt)
 
 
 class StoreNameSchema(Schema):

@@ -2,7 +2,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, String, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    String,
+    UniqueConstraint,
+    false,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.core.db import Base
@@ -13,7 +22,13 @@ class Sale(Base):
     """A purchase at a till, priced by the server, paid by one or more tenders."""
 
     __tablename__ = "sales"
-    __table_args__ = (CheckConstraint("total_minor >= 0", "total"),)
+    __table_args__ = (
+        CheckConstraint("total_minor >= 0", "total"),
+        Index(
+            "ix_sales_to_count_for_kiosks", "id",
+            postgresql_where=text("NOT kiosk_counted"), sqlite_where=text("NOT kiosk_counted"),
+        ),
+    )  # fmt: skip
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     store_id: Mapped[int] = mapped_column(ForeignKey("stores.id"), index=True)
@@ -36,6 +51,8 @@ class Sale(Base):
     offline_made_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     #: The offline allowance its card balance part came from, if any.
     offline_allowance_id: Mapped[int | None] = mapped_column(ForeignKey("offline_allowances.id"))
+    #: In the kiosk suggestions' counts yet (app.kiosk.counts.count_new_sales)?
+    kiosk_counted: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     lines: Mapped[list[SaleLine]] = relationship(order_by="SaleLine.line_no")
     tenders: Mapped[list[SaleTender]] = relationship(order_by="SaleTender.id")

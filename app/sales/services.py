@@ -17,25 +17,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
-from flask import current_app
-from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import String, cast, insert, select
+from sqlalchemy.orm import Session, aliased, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.auth.principal import Principal
 from app.cards import services as cards
-from app.cards.errors import NfcLimitExceeded
-from app.cards.models import Card
+from app.cards.errors import CurrencyMismatch, NfcLimitExceeded
+from app.cards.models import AutoReload, Card
 from app.catalog.pricing import ListPrice, price_cart
 from app.catalog.services import products_by_sku
+from app.core.db import write_at_commit
+from app.core.settings import Settings
 from app.core.types import utcnow
 from app.customers.models import Customer
 from app.events import changes
-from app.kiosk import counts as kiosk_counts
 from app.ledger import services as ledger
+from app.ledger.models import Account
 from app.ledger.rules import Leg
 from app.loyalty import rules as loyalty_rules
 from app.loyalty import services as loyalty
 from app.offline import services as allowances
+from app.offline.models import OfflineAllowance
 from app.sales import receipts
 from app.sales.errors import (
     CardRequired,
@@ -48,7 +51,7 @@ from app.sales.errors import (
 )
 from app.sales.models import Receipt, Refund, Sale, SaleLine, SaleTender
 from app.sales.rules import change_due
-from app.shifts.services import open_shift_id
+from app.shifts.services import joining_open_shift, open_shift_id
 from app.stores.models import Store
 
 REFUND_ORDER = ("card_balance", "bank_card", "cash")
@@ -61,10 +64,27 @@ class SaleOutcome:
     card_balance_before: int | None
     card_balance_after: int | None
     receipt: Receipt
+    #: The card's auto-reload rule, if it has one (the caller may have to charge it).
+    auto_reload: AutoReload | None = None
+
+
+@dataclass(frozen=True)
+class Payer:
+    """The card presented for a sale, how, and what the sale needs of its shopper: all read
+    in one query with the card (``_find_with_shopper``)."""
+
+    card: Card
+    method: str
+    customer: Customer | None = None
+    stars: loyalty.StarsAccounts | None = None
+    auto_reload: AutoReload | None = None
+    #: For an offline sale paid from the card: the offline allowance it takes from.
+    allowance: OfflineAllowance | None = None
 
 
 def make_sale(
     s: Session,
+    settings: Settings,
     principal: Principal,
     *,
     presented: dict | None,
@@ -86,138 +106,233 @@ def make_sale(
         change_due(tenders, given)
     except ValueError as exc:
         raise CashGivenShort(tender=exc.args[0]) from None
-    store = s.get(Store, principal.store_id)
-    currency = cards.currency()
-    products = products_by_sku(s, [sku for sku, _ in lines])
-    prices = {
-        sku: ListPrice(p.id, p.sku, p.name, p.price_minor, p.currency)
-        for sku, p in products.items()
-    }
-    for price in prices.values():
-        cards.check_currency(price.currency)
-
-    allowed = offline_card(s, principal, offline, presented, tenders)
-    card, method, allowance = allowed or (None, None, None)
-    if presented and allowed is None:
-        card, method = cards.identify(s, **presented)
-    customer = s.get(Customer, card.customer_id) if card and card.customer_id else None
-
+    store = s.get(Store, principal.store_id)  # came with the caller
+    prices = _list_prices(s, settings.currency, [sku for sku, _ in lines])
+    payer = _payer(s, principal, presented, offline, tenders)
+    customer = payer.customer if payer else None
     cart = price_cart(
-        lines,
-        prices,
-        currency=currency,
-        customer_id=customer.id if customer else None,
-        channel="pos",
-        store_id=store.id,
-        at=utcnow(),
-    )
-    if cart.total_minor <= 0:
-        raise NothingToPay()
-    paid = {kind: 0 for kind in REFUND_ORDER}
-    for kind, amount in tenders:
-        paid[kind] += amount
-    if sum(paid.values()) != cart.total_minor:
-        raise TendersDoNotMatchTotal(total=cart.total_minor, tendered=sum(paid.values()))
+        lines, prices, currency=settings.currency, customer_id=customer.id if customer else None,
+        channel="pos", store_id=store.id, at=utcnow(),
+    )  # fmt: skip
+    paid = _paid(cart.total_minor, tenders)
     from_card = paid["card_balance"]
-    if from_card and card is None:
-        raise CardRequired()
-    if from_card and method == "nfc_uid" and from_card > current_app.config["NFC_UID_LIMIT_MINOR"]:
-        raise NfcLimitExceeded(limit=current_app.config["NFC_UID_LIMIT_MINOR"])
-
+    _check_card_pays(settings, payer, from_card)
     stars = 0
     if customer is not None:
-        stars = loyalty.stars_for_tenders(from_card, cart.total_minor - from_card, currency)
-    line_stars = loyalty_rules.allocate(stars, [line.line_total_minor for line in cart.lines])
+        stars = loyalty.stars_for_tenders(settings, from_card, cart.total_minor - from_card)
+    posted = ledger.post(
+        s, kind="sale", channel="pos", store_id=store.id, device_id=principal.device_id,
+        actor=principal.actor, legs=_legs(s, store, payer, paid, cart, stars),
+        meta={"card_id": payer.card.id if payer else None,
+              "identified_by": payer.method if payer else None},
+    )  # fmt: skip
+    sale = _write_sale(s, principal, payer, cart, stars, posted, tenders, given, offline)
+    card = payer.card if payer else None
+    after = before = None
+    if card is not None:
+        after = posted.balances.get(card.account_id)
+        if after is None:
+            after = cards.card_balance(s, card)
+        before = after + (0 if payer.allowance else from_card)
+    receipt = receipts.for_sale(
+        s, sale, card=card, card_balance_after=after, balances=posted.balances,
+        offline=offline is not None,
+    )  # fmt: skip
+    _emit(s, sale, payer, posted, after, from_card)
+    return SaleOutcome(sale, card, before, after, receipt, payer.auto_reload if payer else None)
 
+
+def _list_prices(s: Session, currency: str, skus: list[str]) -> dict[str, ListPrice]:
+    """Raises UnknownSku, CurrencyMismatch."""
+    prices = {
+        sku: ListPrice(p.id, p.sku, p.name, p.price_minor, p.currency)
+        for sku, p in products_by_sku(s, skus).items()
+    }
+    for price in prices.values():
+        if price.currency != currency:
+            raise CurrencyMismatch(expected=currency, given=price.currency)
+    return prices
+
+
+def _payer(
+    s: Session,
+    principal: Principal,
+    presented: dict | None,
+    offline: dict | None,
+    tenders: list[tuple[str, int]],
+) -> Payer | None:
+    """Raises CustomerNotIdentified, PayCodeInvalid, CardInactive, CardFrozen, and the
+    offline allowance's errors."""
+    if offline is not None:
+        from_card = sum(amount for kind, amount in tenders if kind == "card_balance")
+        allowed = allowances.card_for_offline_sale(
+            s, principal, offline, presented, from_card=from_card
+        )
+        if allowed is not None:
+            card, method, allowance = allowed
+            customer = s.get(Customer, card.customer_id) if card.customer_id else None
+            rule = s.get(AutoReload, card.id)
+            return Payer(card, method, customer, auto_reload=rule, allowance=allowance)
+    if not presented:
+        return None
+    found: dict = {}
+    card, method = cards.identify(s, **presented, find=_find_with_shopper(s, found))
+    return Payer(card, method, **found)
+
+
+def _find_with_shopper(s: Session, found: dict):
+    """A card finder for ``cards.identify`` that also reads, in the same query, the card's
+    shopper, their Stars accounts and the card's auto-reload rule, into ``found``."""
+    issuance, owed = aliased(Account), aliased(Account)
+    query = (
+        select(Card, Customer, AutoReload, issuance.id, owed.id, owed.balance)
+        .outerjoin(Customer, Customer.id == Card.customer_id)
+        .outerjoin(AutoReload, AutoReload.card_id == Card.id)
+        .outerjoin(issuance, issuance.code == loyalty.ISSUANCE_CODE)
+        .outerjoin(owed, owed.code == loyalty.OWED_PREFIX + cast(Customer.id, String))
+    )
+
+    def find(where) -> Card | None:
+        row = s.execute(query.where(where)).first()
+        if row is None:
+            return None
+        card, customer, rule, issuance_id, owed_id, owed_balance = row
+        found.update(
+            customer=customer,
+            stars=loyalty.StarsAccounts(issuance_id, owed_id, owed_balance),
+            auto_reload=rule,
+        )
+        return card
+
+    return find
+
+
+def _paid(total: int, tenders: list[tuple[str, int]]) -> dict[str, int]:
+    """What each kind of tender pays. Raises NothingToPay, TendersDoNotMatchTotal."""
+    if total <= 0:
+        raise NothingToPay()
+    paid = dict.fromkeys(REFUND_ORDER, 0)
+    for kind, amount in tenders:
+        paid[kind] += amount
+    if sum(paid.values()) != total:
+        raise TendersDoNotMatchTotal(total=total, tendered=sum(paid.values()))
+    return paid
+
+
+def _check_card_pays(settings: Settings, payer: Payer | None, from_card: int) -> None:
+    """Raises CardRequired, NfcLimitExceeded."""
+    if not from_card:
+        return
+    if payer is None:
+        raise CardRequired()
+    if payer.method == "nfc_uid" and from_card > settings.nfc_uid_limit_minor:
+        raise NfcLimitExceeded(limit=settings.nfc_uid_limit_minor)
+
+
+def _legs(
+    s: Session, store: Store, payer: Payer | None, paid: dict[str, int], cart, stars: int
+) -> list[Leg]:
+    currency = cart.currency
     legs = [Leg(store.sales_account_id, cart.total_minor, currency)]
-    if from_card:
-        source = allowances.take(s, allowance, card, from_card) if allowance else card.account_id
-        legs.append(Leg(source, -from_card, currency))
+    if paid["card_balance"]:
+        card = payer.card
+        source = card.account_id
+        if payer.allowance is not None:
+            source = allowances.take(s, payer.allowance, card, paid["card_balance"])
+        legs.append(Leg(source, -paid["card_balance"], currency))
     if paid["cash"]:
         legs.append(Leg(store.cash_account_id, -paid["cash"], currency))
     if paid["bank_card"]:
         legs.append(Leg(store.bank_card_account_id, -paid["bank_card"], currency))
     if stars:
-        legs += loyalty.earn_legs(s, customer, stars)
-    posted = ledger.post(
-        s,
-        kind="sale",
-        channel="pos",
-        store_id=store.id,
-        device_id=principal.device_id,
-        actor=principal.actor,
-        legs=legs,
-        meta={"card_id": card.id if card else None, "identified_by": method},
-    )
+        legs += loyalty.earn_legs(s, payer.customer, stars, payer.stars)
+    return legs
 
+
+def _write_sale(
+    s: Session,
+    principal: Principal,
+    payer: Payer | None,
+    cart,
+    stars: int,
+    posted: ledger.Posted,
+    tenders: list[tuple[str, int]],
+    given: list[int | None],
+    offline: dict | None,
+) -> Sale:
+    """The sale's row, now (its id is needed); its lines, tenders and the shopper's lifetime
+    Stars with the commit."""
+    customer = payer.customer if payer else None
     sale = Sale(
-        store_id=store.id,
+        store_id=principal.store_id,
         device_id=principal.device_id,
         cashier_id=principal.staff_id,
         customer_id=customer.id if customer else None,
-        card_id=card.id if card else None,
-        identified_by=method,
-        currency=currency,
+        card_id=payer.card.id if payer else None,
+        identified_by=payer.method if payer else None,
+        currency=cart.currency,
         total_minor=cart.total_minor,
         stars_earned=stars,
         ledger_transaction_id=posted.transaction_id,
-        shift_id=open_shift_id(s, principal.device_id, joining=True),
+        kiosk_counted=False,
     )
     if offline is not None:
         sale.offline_made_at = offline["made_at"]
-        sale.offline_allowance_id = allowance.id if allowance else None
-    s.add(sale)
-    s.flush()
-    for n, (line, earned) in enumerate(zip(cart.lines, line_stars, strict=True), start=1):
-        s.add(SaleLine(
+        sale.offline_allowance_id = payer.allowance.id if payer and payer.allowance else None
+    # Written here, for its id, with the shift it joined in the same statement's answer.
+    sale.created_at = utcnow()
+    values = _columns(sale) | {"shift_id": joining_open_shift(principal.device_id)}
+    table = Sale.__table__
+    sale.id, sale.shift_id = s.execute(
+        insert(table).values(values).returning(table.c.id, table.c.shift_id)
+    ).one()
+    line_stars = loyalty_rules.allocate(stars, [line.line_total_minor for line in cart.lines])
+    sale_lines = [
+        SaleLine(
             sale_id=sale.id, line_no=n, product_id=line.product_id, sku=line.sku,
             name=line.name, quantity=line.quantity, unit_price_minor=line.unit_price_minor,
-            line_total_minor=line.line_total_minor, stars_earned=earned,
-        ))  # fmt: skip
-    for (kind, amount), handed in zip(tenders, given, strict=True):
-        s.add(SaleTender(sale_id=sale.id, type=kind, amount_minor=amount, given_minor=handed))
+            line_total_minor=line.line_total_minor, stars_earned=earned, refunded_quantity=0,
+        )
+        for n, (line, earned) in enumerate(zip(cart.lines, line_stars, strict=True), start=1)
+    ]  # fmt: skip
+    sale_tenders = [
+        SaleTender(sale_id=sale.id, type=kind, amount_minor=amount, given_minor=handed,
+                   refunded_minor=0)
+        for (kind, amount), handed in zip(tenders, given, strict=True)
+    ]  # fmt: skip
+    # Shown by the answer and the receipt as they are; nothing reads them back before the
+    # commit, which writes them.
+    set_committed_value(sale, "lines", sale_lines)
+    set_committed_value(sale, "tenders", sale_tenders)
+    write_at_commit(s, insert(SaleLine.__table__).inline(), [_columns(line) for line in sale_lines])
+    write_at_commit(s, insert(SaleTender.__table__).inline(), [_columns(t) for t in sale_tenders])
     if customer is not None:
         loyalty.count_lifetime(s, customer.id, stars)
-    s.flush()
-    kiosk_counts.record_sale(s, sale)
+    return sale
 
-    after = posted.balances.get(card.account_id) if card else None
-    if card is not None and after is None:
-        after = cards.card_balance(s, card)
-    before = after + (0 if allowance else from_card) if after is not None else None
-    receipt = receipts.for_sale(
-        s, sale, card=card, card_balance_after=after, balances=posted.balances,
-        offline=offline is not None,
-    )  # fmt: skip
 
-    if card is not None:
-        changes.card_presented(s, card, device_id=principal.device_id, store_id=store.id,
-                               how=method)  # fmt: skip
+def _columns(row) -> dict:
+    """A new row's values, by column (its id left to the database)."""
+    return {c.key: getattr(row, c.key) for c in row.__table__.columns if c.key != "id"}
+
+
+def _emit(
+    s: Session, sale: Sale, payer: Payer | None, posted, after: int | None, from_card: int
+) -> None:
+    if payer is not None:
+        changes.card_presented(s, payer.card, device_id=sale.device_id, store_id=sale.store_id,
+                               how=payer.method)  # fmt: skip
         if from_card:
             changes.card_balance_changed(
-                s, card, after, currency, reason="sale", transaction_id=posted.transaction_id,
-                store_id=store.id,
+                s, payer.card, after, sale.currency, reason="sale",
+                transaction_id=posted.transaction_id, store_id=sale.store_id,
             )  # fmt: skip
-    if customer is not None and customer.stars_account_id in posted.balances:
-        changes.stars_changed(
-            s, customer.id, posted.balances[customer.stars_account_id], reason="sale"
-        )
+        customer = payer.customer
+        if customer is not None and customer.stars_account_id in posted.balances:
+            changes.stars_changed(
+                s, customer.id, posted.balances[customer.stars_account_id], reason="sale"
+            )
     changes.sale_completed(s, sale, after)
-    return SaleOutcome(sale, card, before, after, receipt)
-
-
-def offline_card(
-    s: Session,
-    principal: Principal,
-    offline: dict | None,
-    presented: dict | None,
-    tenders: list[tuple[str, int]],
-):
-    """For an offline sale paid from a card balance: (card, "offline", its allowance)."""
-    if offline is None:
-        return None
-    from_card = sum(amount for kind, amount in tenders if kind == "card_balance")
-    return allowances.card_for_offline_sale(s, principal, offline, presented, from_card=from_card)
 
 
 def sale_in_store(s: Session, sale_id: int, store_id: int, *, lock: bool = False) -> Sale:
@@ -265,8 +380,9 @@ def _card_to_refund(s: Session, card_id: int) -> Card:
 
 def refund_sale(
     s: Session, principal: Principal, sale_id: int, requested: list[tuple[str, int]] | None
-) -> Refund:
-    """Refund some lines of a sale (all that is left when ``requested`` is None).
+) -> tuple[Refund, Sale, Receipt]:
+    """Refund some lines of a sale (all that is left when ``requested`` is None): the refund,
+    its sale and its receipt.
 
     Raises SaleNotFound, RefundExceedsSale, NothingToRefund, and the ledger's errors.
     """
@@ -361,7 +477,7 @@ def refund_sale(
     shown_card = refund_card
     if shown_card is None and sale.card_id is not None:
         shown_card = _card_to_refund(s, sale.card_id)
-    receipts.for_refund(s, refund, sale, card=shown_card, balances=posted.balances)
+    receipt = receipts.for_refund(s, refund, sale, card=shown_card, balances=posted.balances)
     if refund_card is not None:
         changes.card_balance_changed(
             s, refund_card, posted.balances[refund_card.account_id], currency, reason="refund",
@@ -372,7 +488,7 @@ def refund_sale(
             s, sale.customer_id, posted.balances[customer.stars_account_id], reason="refund"
         )
     changes.refund_completed(s, refund, sale)
-    return refund
+    return refund, sale, receipt
 
 
 def _quantities_to_refund(

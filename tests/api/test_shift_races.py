@@ -12,6 +12,7 @@ from sqlalchemy import select
 from app.auth.models import AuthToken
 from app.auth.principal import Principal
 from app.core.db import database
+from app.core.settings import settings
 from app.sales import services as sales
 from app.shifts.models import Shift
 from app.shifts.services import open_shift_id
@@ -72,7 +73,7 @@ def test_a_sale_being_written_when_the_shift_closes_is_in_the_report(live):
     with live.session() as selling, ThreadPoolExecutor(1) as pool:
         with live.app.app_context():
             sale = sales.make_sale(
-                selling, cashier_of(live, till), presented=None, lines=[("LATTE", 1)],
+                selling, settings(), cashier_of(live, till), presented=None, lines=[("LATTE", 1)],
                 tenders=[("cash", 450)],
             ).sale  # fmt: skip
         assert sale.shift_id == opened.json["id"]

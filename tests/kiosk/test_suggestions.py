@@ -10,6 +10,8 @@ from sqlalchemy import select, update
 from app.auth.principal import Principal
 from app.cards.models import Card
 from app.catalog.services import set_stores
+from app.core.db import write_kept_now
+from app.core.settings import settings
 from app.core.types import utcnow
 from app.kiosk import counts
 from app.kiosk.models import ProductPairCount, ProductStoreCount
@@ -59,13 +61,17 @@ class Shop:
 
     def sell(self, *names, store=None, card_number=None, quantity=1):
         store = store or self.here
-        return make_sale(
+        sale = make_sale(
             self.db,
+            settings(),
             self.tills[store.id],
             presented={"card_number": card_number} if card_number else None,
             lines=[(self.p[n].sku, quantity) for n in names],
             tenders=[("cash", 300 * quantity * len(names))],
         ).sale
+        write_kept_now(self.db)  # its lines, counted next in this same transaction
+        counts.count_new_sales(self.db)  # as the kiosk does before it suggests
+        return sale
 
     def suggest(self, name=None, session=(), customer_id=None, limit=4):
         found = suggest(
