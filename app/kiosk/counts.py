@@ -15,13 +15,13 @@ before, and to check the running counts).
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable
 from datetime import timedelta
 from itertools import combinations
 
 from flask import has_app_context
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -151,20 +151,43 @@ def count_new_sales(s: Session, *, most: int = 2_000) -> int:
 
 def _pairs_of_new_sales(s: Session, new) -> Counter:
     """The pairs the ``new`` sales add: within each, and with what its shopper bought in the
-    days before (their earlier sales, counted or not)."""
+    days before (their earlier sales, counted or not).
+
+    Before the first new sale, a shopper's purchases are read as each product's latest time
+    only: a product was bought in the days before a later sale exactly when its latest
+    purchase was. So the work grows with the new sales and their shoppers' products, not
+    with how often those shoppers bought them."""
     days = bought_together_days()
     shoppers = {sale.customer_id for sale in new if sale.customer_id is not None}
-    earliest = min(sale.created_at for sale in new) - timedelta(days=days)
-    latest = max(sale.created_at for sale in new)
-    history = and_(
-        Sale.customer_id.in_(shoppers), Sale.created_at >= earliest, Sale.created_at <= latest
+    first = min(sale.created_at for sale in new)
+    last = max(sale.created_at for sale in new)
+    bought = (
+        select(Sale.customer_id, SaleLine.product_id)
+        .join(SaleLine, SaleLine.sale_id == Sale.id)
+        .where(Sale.customer_id.in_(shoppers))
     )
-    rows = s.execute(
+    earlier = s.execute(
+        bought.add_columns(func.max(Sale.created_at))
+        .where(Sale.created_at >= first - timedelta(days=days), Sale.created_at < first)
+        .group_by(Sale.customer_id, SaleLine.product_id)
+    ).all()
+    since_first = s.execute(
         select(Sale.id, Sale.customer_id, Sale.created_at, SaleLine.product_id)
         .join(SaleLine, SaleLine.sale_id == Sale.id)
-        .where(or_(Sale.id.in_([sale.id for sale in new]), history))
-        .order_by(Sale.customer_id, Sale.created_at, Sale.id)
-    )
+        .where(
+            or_(
+                Sale.id.in_([sale.id for sale in new]),
+                and_(Sale.customer_id.in_(shoppers), Sale.created_at >= first,
+                     Sale.created_at <= last),
+            )
+        )
+    ).all()  # fmt: skip
+    # Each earlier product as a purchase of its own (ids below any sale's), then every sale
+    # since, in the order _sale_pairs reads them.
+    rows = [(-n, customer_id, at, product_id)
+            for n, (customer_id, product_id, at) in enumerate(earlier, start=1)]  # fmt: skip
+    rows += since_first
+    rows.sort(key=lambda row: (row[1] is None, row[1] or 0, row[2], row[0]))
     return _sale_pairs(rows, days, counting={sale.id for sale in new})
 
 
@@ -173,21 +196,24 @@ def _sale_pairs(
 ) -> Counter:
     """``rows`` of (sale id, customer id, time, product id) ordered by customer, time, sale;
     the pairs of the sales in ``counting`` (of every sale when None), the others being only
-    what their shoppers bought before."""
+    what their shoppers bought before. One pass: each shopper's last ``days`` of products are
+    kept as a sliding window of counts."""
     pairs: Counter = Counter()
-    window = timedelta(days=days)
-    history: list[tuple[object, int, set[int]]] = []  # this customer's sales so far
+    span = timedelta(days=days)
+    window: deque[tuple[object, set[int]]] = deque()  # this shopper's sales still in reach
+    in_window: Counter = Counter()  # the products of those sales
     current_customer = object()
     sale: tuple | None = None
 
     def close(sale):
         sale_id, customer_id, at, products = sale
-        before = set()
+        before: set[int] = set()
         if customer_id is not None:
-            for other_at, other_id, other_products in history:
-                if other_at >= at - window and other_id != sale_id:
-                    before |= other_products
-            history.append((at, sale_id, products))
+            while window and window[0][0] < at - span:
+                in_window.subtract(window.popleft()[1])
+            before = {p for p, n in in_window.items() if n > 0}
+            window.append((at, products))
+            in_window.update(products)
         if counting is None or sale_id in counting:
             pairs.update(_pairs_of_sale(products, before))
 
@@ -196,7 +222,8 @@ def _sale_pairs(
             if sale is not None:
                 close(sale)
             if customer_id != current_customer:
-                history = []
+                window.clear()
+                in_window.clear()
                 current_customer = customer_id
             sale = (sale_id, customer_id, at, set())
         sale[3].add(product_id)
