@@ -241,3 +241,42 @@ def test_the_recount_command_rebuilds_the_counts(app, shop):
     result = app.test_cli_runner().invoke(args=["kiosk", "recount"])
     assert result.exit_code == 0, result.output
     assert shop.pair("Kettle", "Scale") == (1, 0)
+
+
+def test_sales_counted_together_later_count_as_each_counted_alone_and_as_a_recount(shop, world):
+    """A shopper's sales over two weeks, counted in two goes after they were made (as the app
+    counts them, after their commits): the same counts as a recount from history, which pairs
+    each sale with what the shopper bought in the seven days before it."""
+    _, shopper = world.shopper()
+    number = card_of(shop.db, shopper)
+    days_ago = {("Kettle",): 13, ("Scale",): 9, ("Mug", "Beans"): 4, ("Filter",): 3,
+                ("Grinder", "Mug"): 0}  # fmt: skip
+    for n, (names, ago) in enumerate(days_ago.items()):
+        if n == 2:  # the first two counted already: the rest meet them as earlier purchases
+            assert counts.count_new_sales(shop.db) == 2
+        sale = make_sale(
+            shop.db, settings(), shop.tills[shop.here.id], presented={"card_number": number},
+            lines=[(shop.p[n].sku, 1) for n in names],
+            tenders=[("cash", 300 * len(names))],
+        ).sale  # fmt: skip
+        write_kept_now(shop.db)
+        when = sale.created_at - timedelta(days=ago)
+        shop.db.execute(update(Sale).where(Sale.id == sale.id).values(created_at=when))
+    assert counts.count_new_sales(shop.db) == len(days_ago) - 2
+    assert counts.count_new_sales(shop.db) == 0  # each once
+
+    def snapshot():
+        pairs = shop.db.execute(select(ProductPairCount.__table__)).all()
+        products = shop.db.execute(select(ProductStoreCount.__table__)).all()
+        return sorted(pairs), sorted(products)
+
+    together = snapshot()
+    assert shop.pair("Kettle", "Scale") == (1, 0)  # 4 days apart
+    assert shop.pair("Scale", "Beans") == (1, 0)  # 5 days apart, counted at different times
+    assert shop.pair("Kettle", "Mug") is None  # 9 days apart
+    assert shop.pair("Scale", "Grinder") is None  # 9 days apart
+    assert shop.pair("Mug", "Beans") == (2, 0)  # in one sale; and Beans before today's Mug
+    assert shop.pair("Mug", "Filter") == (2, 0)  # each bought within a day of the other
+    assert shop.pair("Grinder", "Mug") == (1, 0)  # once per sale, however they met in it
+    counts.recount(shop.db)
+    assert snapshot() == together
