@@ -21,7 +21,7 @@ import hashlib
 from dataclasses import dataclass, replace
 
 from flask import g, request
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from app.auth import browser
 from app.auth.errors import Forbidden, Unauthenticated
@@ -85,17 +85,27 @@ def _bearer() -> str | None:
     return token.strip()
 
 
+_DEVICE = (
+    select(Device, Store)
+    .outerjoin(Store, Store.id == Device.store_id)
+    .where(Device.secret_hash == bindparam("digest"))
+)
+_TOKEN = (
+    select(AuthToken, Staff, Device, Store)
+    .outerjoin(Staff, Staff.id == AuthToken.staff_id)
+    .outerjoin(Device, Device.id == AuthToken.device_id)
+    .outerjoin(Store, Store.id == Device.store_id)
+    .where(AuthToken.token_hash == bindparam("digest"))
+)
+
+
 def resolve_token(token: str) -> Principal | None:
     """The caller a token names, or None. One query: its staff member, device and store come
     with it, so that the request finds them in its session without asking again."""
     s = session()
     digest = hash_token(token)
     if token.startswith(DEVICE_PREFIX):
-        row = s.execute(
-            select(Device, Store)
-            .outerjoin(Store, Store.id == Device.store_id)
-            .where(Device.secret_hash == digest)
-        ).first()
+        row = s.execute(_DEVICE, {"digest": digest}).first()
         device = row.Device if row is not None else None
         s.info["caller"] = row  # held, so that the session's identity map keeps them
         if device is None or not device.active:
@@ -103,13 +113,7 @@ def resolve_token(token: str) -> Principal | None:
         return Principal(
             "device", device_id=device.id, device_kind=device.kind, store_id=device.store_id
         )
-    row = s.execute(
-        select(AuthToken, Staff, Device, Store)
-        .outerjoin(Staff, Staff.id == AuthToken.staff_id)
-        .outerjoin(Device, Device.id == AuthToken.device_id)
-        .outerjoin(Store, Store.id == Device.store_id)
-        .where(AuthToken.token_hash == digest)
-    ).first()
+    row = s.execute(_TOKEN, {"digest": digest}).first()
     if row is None:
         return None
     t, staff, device = row.AuthToken, row.Staff, row.Device

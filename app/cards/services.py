@@ -302,19 +302,20 @@ def identify(
     nfc_uid: str | None = None,
     pay_code: str | None = None,
     looking: bool = False,
-    find: Callable[[Any], Card | None] | None = None,
+    find: Callable[[Any, Any], Card | None] | None = None,
 ) -> tuple[Card, str]:
     """The card a shopper presents at the till, and how it was presented.
 
     A pay code is used up here, unless the till is only ``looking`` (a balance check, which
-    also answers a gift card not sold yet). ``find(where)``: the card matching a condition on
-    cards, or None (a caller that reads more with the card gives its own query). Raises
-    CustomerNotIdentified, PayCodeInvalid, CardInactive, CardFrozen.
+    also answers a gift card not sold yet). ``find(column, value)``: the card whose ``column``
+    (of cards: id, number or nfc_uid) has ``value``, or None (a caller that reads more with
+    the card gives its own query). Raises CustomerNotIdentified, PayCodeInvalid, CardInactive,
+    CardFrozen.
     """
     if find is None:
 
-        def find(where) -> Card | None:
-            return s.scalar(select(Card).where(where))
+        def find(column, value) -> Card | None:
+            return s.scalar(select(Card).where(column == value))
 
     if pay_code is not None:
         now = utcnow()
@@ -331,13 +332,13 @@ def identify(
             ).scalar()
         if used is None:
             raise PayCodeInvalid()
-        card, method = find(Card.id == used), "pay_code"
+        card, method = find(Card.id, used), "pay_code"
     elif nfc_uid is not None:
         normalised = numbers.normalise_nfc_uid(nfc_uid)
-        card = find(Card.nfc_uid == normalised) if normalised else None
+        card = find(Card.nfc_uid, normalised) if normalised else None
         method = "nfc_uid"
     elif card_number is not None:
-        card = find(Card.number == card_number)
+        card = find(Card.number, card_number)
         method = "card_number"
     else:
         card, method = None, ""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -97,11 +97,14 @@ def load_product(s: Session, product_id: int) -> Product:
     return product
 
 
+_ACTIVE_BY_SKU = select(Product).where(
+    Product.sku.in_(bindparam("skus", expanding=True)), Product.active
+)
+
+
 def products_by_sku(s: Session, skus: list[str]) -> dict[str, Product]:
     """The active products with these SKUs. Raises UnknownSku naming the first missing."""
-    found = {
-        p.sku: p for p in s.scalars(select(Product).where(Product.sku.in_(skus), Product.active))
-    }
+    found = {p.sku: p for p in s.scalars(_ACTIVE_BY_SKU, {"skus": skus})}
     for sku in skus:
         if sku not in found:
             raise UnknownSku(sku=sku)

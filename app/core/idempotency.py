@@ -93,19 +93,12 @@ def claim(s: Session, principal: str, key: str, fingerprint: str) -> Replay | No
 
     Raises IdempotencyKeyReused when the key was used for a different request.
     """
-    table = IdempotencyRecord.__table__
-    dialect = postgresql if s.get_bind().dialect.name == "postgresql" else sqlite
-    values = {
-        "principal": principal,
-        "key": key,
-        "request_hash": fingerprint,
-        "created_at": utcnow(),
-    }
-    inserted = s.execute(
-        dialect.insert(table).values(values).on_conflict_do_nothing().returning(table.c.key)
-    ).scalar()
+    claiming = _CLAIM[s.get_bind().dialect.name == "postgresql"]
+    values = {"principal": principal, "key": key, "request_hash": fingerprint, "at": utcnow()}
+    inserted = s.execute(claiming, values).scalar()
     if inserted is not None:
         return None
+    table = IdempotencyRecord.__table__
     held = s.execute(
         select(table.c.request_hash, table.c.status_code, table.c.response_body).where(
             table.c.principal == principal, table.c.key == key
@@ -114,6 +107,20 @@ def claim(s: Session, principal: str, key: str, fingerprint: str) -> Replay | No
     if held.request_hash != fingerprint:
         raise IdempotencyKeyReused(key=key)
     return Replay(held.status_code, held.response_body)
+
+
+def _claiming(dialect) -> object:
+    table = IdempotencyRecord.__table__
+    return (
+        dialect.insert(table)
+        .values(created_at=bindparam("at"))
+        .on_conflict_do_nothing()
+        .returning(table.c.key)
+    )
+
+
+#: The claim's statement, built once (by "is it PostgreSQL?").
+_CLAIM = {True: _claiming(postgresql), False: _claiming(sqlite)}
 
 
 def record(s: Session, principal: str, key: str, status_code: int, body: str) -> None:

@@ -166,9 +166,12 @@ def for_refund(
                              body=body, created_at=refund.created_at))  # fmt: skip
 
 
+_INSERT_RECEIPT = insert(Receipt.__table__).inline()
+
+
 def _write(s: Session, receipt: Receipt) -> Receipt:
     """Written with the commit: nothing reads a receipt back in the transaction that makes it."""
-    write_at_commit(s, insert(Receipt.__table__).inline(), {
+    write_at_commit(s, _INSERT_RECEIPT, {
         "id": receipt.id, "kind": receipt.kind, "sale_id": receipt.sale_id,
         "refund_id": receipt.refund_id, "body": receipt.body, "created_at": receipt.created_at,
     })  # fmt: skip

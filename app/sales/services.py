@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import String, cast, insert, select
+from sqlalchemy import String, bindparam, cast, insert, select
 from sqlalchemy.orm import Session, aliased, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -180,20 +180,29 @@ def _payer(
     return Payer(card, method, **found)
 
 
-def _find_with_shopper(s: Session, found: dict):
-    """A card finder for ``cards.identify`` that also reads, in the same query, the card's
-    shopper, their Stars accounts and the card's auto-reload rule, into ``found``."""
+def _with_shopper(column):
+    """The card whose ``column`` is ``:value``, with its shopper, their Stars accounts and
+    the card's auto-reload rule (built once per column)."""
     issuance, owed = aliased(Account), aliased(Account)
-    query = (
+    return (
         select(Card, Customer, AutoReload, issuance.id, owed.id, owed.balance)
         .outerjoin(Customer, Customer.id == Card.customer_id)
         .outerjoin(AutoReload, AutoReload.card_id == Card.id)
         .outerjoin(issuance, issuance.code == loyalty.ISSUANCE_CODE)
         .outerjoin(owed, owed.code == loyalty.OWED_PREFIX + cast(Customer.id, String))
+        .where(column == bindparam("value"))
     )
 
-    def find(where) -> Card | None:
-        row = s.execute(query.where(where)).first()
+
+_WITH_SHOPPER = {column: _with_shopper(column) for column in (Card.id, Card.number, Card.nfc_uid)}
+
+
+def _find_with_shopper(s: Session, found: dict):
+    """A card finder for ``cards.identify`` that also reads, in the same query, the card's
+    shopper, their Stars accounts and the card's auto-reload rule, into ``found``."""
+
+    def find(column, value) -> Card | None:
+        row = s.execute(_WITH_SHOPPER[column], {"value": value}).first()
         if row is None:
             return None
         card, customer, rule, issuance_id, owed_id, owed_balance = row
@@ -281,10 +290,8 @@ def _write_sale(
         sale.offline_allowance_id = payer.allowance.id if payer and payer.allowance else None
     # Written here, for its id, with the shift it joined in the same statement's answer.
     sale.created_at = utcnow()
-    values = _columns(sale) | {"shift_id": joining_open_shift(principal.device_id)}
-    table = Sale.__table__
     sale.id, sale.shift_id = s.execute(
-        insert(table).values(values).returning(table.c.id, table.c.shift_id)
+        _INSERT_SALE, _columns(sale, "shift_id") | {"till": principal.device_id}
     ).one()
     line_stars = loyalty_rules.allocate(stars, [line.line_total_minor for line in cart.lines])
     sale_lines = [
@@ -304,16 +311,26 @@ def _write_sale(
     # commit, which writes them.
     set_committed_value(sale, "lines", sale_lines)
     set_committed_value(sale, "tenders", sale_tenders)
-    write_at_commit(s, insert(SaleLine.__table__).inline(), [_columns(line) for line in sale_lines])
-    write_at_commit(s, insert(SaleTender.__table__).inline(), [_columns(t) for t in sale_tenders])
+    write_at_commit(s, _INSERT_LINES, [_columns(line) for line in sale_lines])
+    write_at_commit(s, _INSERT_TENDERS, [_columns(tender) for tender in sale_tenders])
     if customer is not None:
         loyalty.count_lifetime(s, customer.id, stars)
     return sale
 
 
-def _columns(row) -> dict:
-    """A new row's values, by column (its id left to the database)."""
-    return {c.key: getattr(row, c.key) for c in row.__table__.columns if c.key != "id"}
+_INSERT_SALE = (
+    insert(Sale.__table__)
+    .values(shift_id=joining_open_shift(bindparam("till")))
+    .returning(Sale.__table__.c.id, Sale.__table__.c.shift_id)
+)
+_INSERT_LINES = insert(SaleLine.__table__).inline()
+_INSERT_TENDERS = insert(SaleTender.__table__).inline()
+
+
+def _columns(row, *leaving: str) -> dict:
+    """A new row's values, by column (its id, and ``leaving``, left to the database)."""
+    left = {"id", *leaving}
+    return {c.key: getattr(row, c.key) for c in row.__table__.columns if c.key not in left}
 
 
 def _emit(

@@ -42,12 +42,10 @@ def open_shift_id(s: Session, device_id: int | None, *, joining: bool = False) -
     return s.scalar(query)
 
 
-def joining_open_shift(device_id: int | None):
+def joining_open_shift(device_id):
     """The till's open shift, if any, as a SQL expression for a row that names it as the row is
     written (a sale's): share-locked, as ``open_shift_id(joining=True)`` does, without a round
-    trip of its own."""
-    if device_id is None:
-        return None
+    trip of its own. ``device_id``: the till's id, or a bound parameter for it."""
     return (
         select(Shift.id)
         .where(Shift.device_id == device_id, Shift.status == "open")
