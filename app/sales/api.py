@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import datetime
 import logging
+import threading
 import time
 
 import marshmallow as ma
-from flask import request, url_for
+from flask import current_app, request, url_for
 from flask.views import MethodView
 
 from app.auth.principal import current_principal
@@ -253,22 +254,24 @@ COUNT_FOR_KIOSKS_EVERY_S = 1.0
 
 
 def _count_for_kiosks_now_and_then() -> None:
-    """After the sale has committed, at most once a second per process: the sales since, into
-    the kiosk suggestions' counts, in a transaction of their own (app.kiosk.counts)."""
+    """After the sale has committed, at most once a second per process, the sales since go
+    into the kiosk suggestions' counts (app.kiosk.counts): in a thread of their own (a
+    greenlet under gevent), so that no till's answer waits for them."""
     now = time.monotonic()
     if now - _counted_at[0] < COUNT_FOR_KIOSKS_EVERY_S:
         return
     _counted_at[0] = now
+    app = current_app._get_current_object()
 
     def count():
         try:
-            with database().sessions() as s:
+            with app.app_context(), database(app).sessions() as s:
                 kiosk_counts.count_new_sales(s)
                 s.commit()
         except Exception:  # counted by the next one
             log.exception("counting sales for the kiosks failed")
 
-    after_commit(count)
+    after_commit(lambda: threading.Thread(target=count, name="kiosk-counts", daemon=True).start())
 
 
 @blp.route("/sales")

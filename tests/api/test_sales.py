@@ -8,6 +8,7 @@ an asset (the cash in the tills, bank-card payments due) grows downwards.
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -1165,3 +1166,28 @@ def test_a_sale_costs_few_round_trips_to_postgresql(live, engine, db_kind):
     assert sold.status_code == 201, sold.json
     print(f"round trips {seen.round_trips}, statements {len(seen.statements)}")
     assert seen.round_trips <= 99
+
+
+def test_sales_reach_the_kiosk_counts_soon_after_they_commit(live):
+    """Counted after the commit, in the background, with no kiosk asking."""
+    from app.kiosk.models import ProductStoreCount
+    from app.sales import api as sales_api
+
+    till, shopper = live.tills[0], live.shopper
+    sale = {
+        "customer": {"card_number": shopper.card_number},
+        "lines": [{"sku": "LATTE", "quantity": 2}],
+        "tenders": [{"type": "card_balance", "amount": usd(900)}],
+    }
+    sales_api._counted_at[0] = 0.0  # as if none was counted in the last second
+    assert live.api.post("/v1/sales", token=till.token, json=sale).status_code == 201
+    deadline = time.monotonic() + 10
+    while True:
+        with live.session() as s:
+            left = s.scalar(select(func.count()).select_from(Sale).where(~Sale.kiosk_counted))
+            sold = s.scalar(select(func.sum(ProductStoreCount.sold)))
+        if left == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert left == 0
+    assert sold == 2
