@@ -1898,6 +1898,9 @@ ANALYSIS_PLACEHOLDER = (
 def write_doc(path: Path, results: Results, machine: dict[str, str], settings: Settings) -> None:
     old = path.read_text() if path.exists() else ""
     ledger_part, _, old_part = old.partition(OTHERS_BEGIN)
+    # What follows this part's analysis belongs to other benchmarks (kiosk suggestions, HTTP):
+    # kept as it is.
+    others_after = old_part.partition(ANALYSIS_END)[2].strip("\n")
     lines = [
         "# Real-time benchmarks",
         "",
@@ -1941,7 +1944,8 @@ def write_doc(path: Path, results: Results, machine: dict[str, str], settings: S
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
     head = ledger_part.rstrip("\n") + "\n\n" if ledger_part.strip() else ""
-    path.write_text(head + OTHERS_BEGIN + "\n" + "\n".join(lines))
+    tail = "\n" + others_after + "\n" if others_after else ""
+    path.write_text(head + OTHERS_BEGIN + "\n" + "\n".join(lines) + tail)
     print(f"\nwrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
 
 
