@@ -3,7 +3,7 @@
 Run by hand from the repository root (it is not part of the test suite)::
 
     .venv/bin/python -m bench.http           # full run, ~10 minutes; writes docs/benchmarks.md
-    .venv/bin/python -m bench.http --quick   # sanity check, ~3 minutes; writes no doc
+    .venv/bin/python -m bench.http --quick   # sanity check, ~4 minutes; writes no doc
     .venv/bin/python -m bench.http --rounds 5 --slice-s 30   # longer; writes the doc
 
 It needs, from Debian's packages: ``wrk`` (the load generator), ``pgbench`` (postgresql-client)
@@ -84,8 +84,9 @@ from bench.ledger import (
     PGBENCH_CLIENTS,
     PGBENCH_DATABASE,
     PGBENCH_SCALE,
+    add_doc_option,
     admin_engine,
-    command_line,
+    command_and_machine,
     create_fresh_database,
     drop_database,
     git_commit,
@@ -125,6 +126,11 @@ TOP_UPS_PER_S_AT_MOST = 600
 #: Part (2): sales at one till before the capture's window (caches, prepared statements), and
 #: in it.
 CAPTURE_WARMUP_SALES = 50
+#: After a slice, the server has finished the requests that were on their way once its
+#: workers use less than this share of a core (looked at every DRAIN_LOOK_S).
+IDLE_WORKERS_CPU = 0.15
+DRAIN_LOOK_S = 0.25
+DRAIN_TIMEOUT_S = 60.0
 #: Seconds of an idle server over which the bench database's background transactions are
 #: counted (they are taken off each slice's).
 BACKGROUND_S = 10.0
@@ -558,13 +564,28 @@ class Deliveries:
     problems: list[str]
 
 
+def wait_until_still(engine: Engine, still_s: float = 2.0, timeout_s: float = 120.0) -> None:
+    """Until every event is sequenced and no new one has come for ``still_s``."""
+    deadline = time.monotonic() + timeout_s
+    newest, since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        rt.wait_until_sequenced(engine)
+        now = rt.newest_event_id(engine)
+        if now != newest:
+            newest, since = now, time.monotonic()
+        elif time.monotonic() - since >= still_s:
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"events still being written {timeout_s:.0f} s after the run")
+
+
 def check_deliveries(engine: Engine, streams: Streams, after: int) -> Deliveries:
     """Did every event committed after position ``after`` reach every stream that may see it?
 
     Admin streams and shoppers' must have received exactly what they may see; a till's at
     least its store's and device's events (it may also get the events of the cards presented
     to it, for a while)."""
-    rt.wait_until_sequenced(engine)
+    wait_until_still(engine)
     with engine.connect() as c:
         rows = c.execute(
             select(Event.position, Event.type, Event.customer_id, Event.store_id, Event.device_id)
@@ -735,13 +756,28 @@ class Driver:
         self.cpu.start()
         result = self.wrk.run(requests, seconds, once=once)
         cpu = self.cpu.stop()
-        self.last_end = time.monotonic()
         check_answers(kind, result)
+        self.drain(kind)
+        self.last_end = time.monotonic()
         if warmup:
             return result
         measured = Slice(kind, round_number, result, cpu)
         self.open.append((measured, counts))
         return measured
+
+    def drain(self, kind: str) -> None:
+        """Wait for the requests still on their way when wrk stopped: the server finishes
+        them (and writes their events) after their clients have gone, and the next slice
+        must not pay for them."""
+        started = time.monotonic()
+        while time.monotonic() - started < DRAIN_TIMEOUT_S:
+            before = self.server.cpu_seconds()
+            time.sleep(DRAIN_LOOK_S)
+            if self.server.cpu_seconds() - before < IDLE_WORKERS_CPU * DRAIN_LOOK_S:
+                break
+        waited = time.monotonic() - started - DRAIN_LOOK_S
+        if waited > 1.0:
+            print(f"    {kind}: the server finished what was on its way {waited:.1f} s later")
 
     def _close_open(self, counts: Counts) -> None:
         """The slices measured since the last count: their transactions, from their start to
@@ -1253,7 +1289,7 @@ class Capture:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        return " ".join(
+        return ", ".join(
             line.strip() for line in self.log.read_text(errors="replace").splitlines()
             if "packets" in line
         )  # fmt: skip
@@ -1327,19 +1363,19 @@ def read_wire(
         c for c in everything.values()
         if c.parameters.get("database") == DATABASE and c.port in worker_ports
     ]  # fmt: skip
-    notes = [f"tcpdump: {tcpdump_says}"]
+    notes = [f"tcpdump: {tcpdump_says}."]
     unattributed = [
         c for c in everything.values()
         if c.parameters.get("database") == DATABASE and c.port not in worker_ports
     ]  # fmt: skip
     if unattributed:
         notes.append(
-            f"{len(unattributed)} connections to the bench database not the workers' (the "
-            "bench's own look-ups, or closed before the end): not counted"
+            f"{len(unattributed)} connections to the bench database were not the workers' "
+            "(the bench's own look-ups, or closed before the end): not counted."
         )
     for c in ours:
         if c.broken:
-            notes.append(f"connection from port {c.port}: {c.broken}")
+            notes.append(f"Connection from port {c.port}: {c.broken}.")
     units = classify(ours)
     inside = [u for u in units if window[0] <= u.started <= window[1]]
     requests = [u for u in inside if u.by == "request"]
@@ -1682,18 +1718,7 @@ def write_doc(path: Path, r: Results, machine: dict[str, str]) -> None:
         f"`{git_commit()}`; the run took {r.elapsed_s / 60:.1f} minutes. Running the bench again "
         "rewrites this part of the file, except the analysis between its markers.",
         "",
-        "## Command",
-        "",
-        "Run from the repository root:",
-        "",
-        "```",
-        command_line("bench.http"),
-        "```",
-        "",
-        "## Machine",
-        "",
-        *[f"- **{name}**: {value}" for name, value in machine.items()],
-        "",
+        *command_and_machine("bench.http", machine),
         *method_section(r),
         *figures_section(r),
         "## Targets",
@@ -1763,7 +1788,8 @@ def method_section(r: Results) -> list[str]:
         "backend reports them when it goes idle, at most once a second), less the background "
         f"counted over {BACKGROUND_S:g} s with the server idle before the first slice "
         f"({r.sales.background[0]:.1f} commits and {r.sales.background[1]:.1f} rollbacks a "
-        "second: the hubs' and webhook workers' looks). PostgreSQL counts each statement sent "
+        "second: the hubs' and webhook workers' looks; what is left of a slice with little "
+        "traffic can come out a little below zero). PostgreSQL counts each statement sent "
         "outside a transaction as a committed transaction of its own: the pool's pre-ping (an "
         "empty statement) at each checkout, and the hub's sequencing rounds, among them. "
         "At 32 tills the requests still on their way when wrk stops are not counted, but the "
@@ -1877,7 +1903,7 @@ def figures_section(r: Results) -> list[str]:
             ms = statistics.median(p.cpu_ms_per_transaction(reference[1]) for p in pg)
             row += f" | {ms:.2f} ({reference[0]})"
         else:
-            row += " | |"
+            row += " |"
         lines.append(row + " |")
     machine = [
         r.median_of(slices, lambda s: 1000 * s.cpu["machine"] / s.wrk.ok)
@@ -1888,7 +1914,8 @@ def figures_section(r: Results) -> list[str]:
         for slices in (eight, thirty_two)
     ]
     lines += [
-        f"| the whole machine (everything busy) | {machine[0]:.2f} | {machine[1]:.2f} | |",
+        f"| the whole machine (everything busy, other work included) | {machine[0]:.2f} | "
+        f"{machine[1]:.2f} | |",
         "",
         f"wrk itself used {wrk_share[0]:.1f}% of one core at 8 tills and {wrk_share[1]:.1f}% at "
         "32 (median of the rounds); much of it its own timers, whatever the rate.",
@@ -2049,11 +2076,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         "--slice-s", type=int,
         help="seconds of a sales or pgbench slice (default 20); part (3)'s are half as long",
     )  # fmt: skip
-    parser.add_argument(
-        "--doc", type=Path,
-        help=f"where to write the report (default: {DEFAULT_DOC.relative_to(ROOT)} for a full "
-        "run; none for --quick, so a sanity check never replaces the published figures)",
-    )  # fmt: skip
+    add_doc_option(parser)
     return parser.parse_args(argv)
 
 

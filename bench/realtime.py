@@ -87,8 +87,9 @@ from bench.ledger import (
     ADMIN_URL_ENV,
     DEFAULT_ADMIN_URL,
     OTHERS_BEGIN,
+    add_doc_option,
     admin_engine,
-    command_line,
+    command_and_machine,
     create_fresh_database,
     describe_machine,
     drop_database,
@@ -1908,18 +1909,7 @@ def write_doc(path: Path, results: Results, machine: dict[str, str], settings: S
         f"`{git_commit()}`. Running the bench again rewrites this part of the file, except the "
         "analysis between its markers.",
         "",
-        "## Command",
-        "",
-        "Run from the repository root:",
-        "",
-        "```",
-        command_line("bench.realtime"),
-        "```",
-        "",
-        "## Machine",
-        "",
-        *[f"- **{name}**: {value}" for name, value in machine.items()],
-        "",
+        *command_and_machine("bench.realtime", machine),
         *method_section(settings),
         *latency_section(results),
         *sales_section(results),
@@ -2270,11 +2260,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         help="measure even while other benchmarks or test runs share the machine (the figures "
         "then measure them too); a full run waits for them otherwise",
     )  # fmt: skip
-    parser.add_argument(
-        "--doc", type=Path,
-        help=f"where to write the report (default: {DEFAULT_DOC.relative_to(ROOT)} for a full "
-        "run; none for --quick, so a sanity check never replaces the published figures)",
-    )  # fmt: skip
+    add_doc_option(parser)
     return parser.parse_args(argv)
 
 
