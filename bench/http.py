@@ -1923,8 +1923,8 @@ def figures_section(r: Results) -> list[str]:
         "Transactions per sale in `pg_stat_database` (commits, rollbacks; median of the "
         "rounds): "
         + "; ".join(
-            f"{tills} tills {r.median_of(sl, lambda s: s.transactions[0] / s.wrk.ok):.2f}, "
-            f"{r.median_of(sl, lambda s: s.transactions[1] / s.wrk.ok):.2f}"
+            f"{tills} tills {hundredths(r.median_of(sl, lambda s: s.transactions[0] / s.wrk.ok))}, "
+            f"{hundredths(r.median_of(sl, lambda s: s.transactions[1] / s.wrk.ok))}"
             for tills, sl in ((8, eight), (32, thirty_two))
         )
         + ".",
@@ -1937,6 +1937,12 @@ def figures_section(r: Results) -> list[str]:
         *health_section(r),
     ]
     return lines
+
+
+def hundredths(value: float) -> str:
+    """Two decimals, and no minus sign on a figure that rounds to zero."""
+    shown = f"{value:.2f}"
+    return "0.00" if shown == "-0.00" else shown
 
 
 def wire_section(w: Wire) -> list[str]:
@@ -2025,8 +2031,8 @@ def health_section(r: Results) -> list[str]:
             f"{median(lambda s: s.wrk.latency_ms['p99']):.1f} ms | "
             f"{median(lambda s: s.cpu_ms_per_request('workers')):.2f} ms | "
             f"{median(lambda s: s.cpu_ms_per_request('postgres backends')):.2f} ms | "
-            f"{median(lambda s: s.transactions[0] / s.wrk.ok):.2f}, "
-            f"{median(lambda s: s.transactions[1] / s.wrk.ok):.2f} |"
+            f"{hundredths(median(lambda s: s.transactions[0] / s.wrk.ok))}, "
+            f"{hundredths(median(lambda s: s.transactions[1] / s.wrk.ok))} |"
         )
     d = h.deliveries
     lines += [
