@@ -1073,16 +1073,12 @@ class Conversation:
 
 
 def conversations(path: Path, server_port: int) -> dict[int, Conversation]:
-    """By client port; a port used again after a connection closed starts a new one."""
+    """By client port. A port used again starts a new conversation: only the last connection
+    from a port is kept (the workers' pooled connections stay open)."""
     found: dict[int, Conversation] = {}
-    closed: list[Conversation] = []
     for segment in read_pcap(path, server_port):
         conversation = found.get(segment.client_port)
-        if segment.syn and segment.from_client:
-            if conversation is not None:
-                closed.append(conversation)
-            conversation = found[segment.client_port] = Conversation(segment.client_port)
-        elif conversation is None:
+        if (segment.syn and segment.from_client) or conversation is None:
             conversation = found[segment.client_port] = Conversation(segment.client_port)
         conversation.feed(segment)
     return found
@@ -1267,7 +1263,10 @@ class Capture:
         self.path = path
         self.log = path.with_suffix(".log")
         self.process = subprocess.Popen(
-            [TCPDUMP, "-i", "lo", "-s", "0", "-B", "65536", "-U", "-n", "-w", str(path),
+            # --immediate-mode: each packet handed over as it comes, not in blocks that a
+            # stop would leave unread.
+            [TCPDUMP, "-i", "lo", "-s", "0", "-B", "65536", "--immediate-mode", "-U", "-n",
+             "-w", str(path),
              f"tcp port {port}"],
             stdout=subprocess.DEVNULL, stderr=self.log.open("wb"),
         )  # fmt: skip
