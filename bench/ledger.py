@@ -956,18 +956,7 @@ def write_doc(
         f"`{git_commit()}`. Running the bench again rewrites this file, except the analysis "
         "section between its markers.",
         "",
-        "## Command",
-        "",
-        "Run from the repository root:",
-        "",
-        "```",
-        command_line(),
-        "```",
-        "",
-        "## Machine",
-        "",
-        *[f"- **{name}**: {value}" for name, value in machine.items()],
-        "",
+        *command_and_machine("bench.ledger", machine),
         "## What is measured",
         "",
         f"- **(a)** pgbench's built-in `tpcb-like`, {PGBENCH_CLIENTS} clients, "
@@ -1107,6 +1096,24 @@ def _kept_others(path: Path) -> list[str]:
     return []
 
 
+def command_and_machine(module: str, machine: dict[str, str]) -> list[str]:
+    """The "Command" and "Machine" sections every bench's report opens with."""
+    return [
+        "## Command",
+        "",
+        "Run from the repository root:",
+        "",
+        "```",
+        command_line(module),
+        "```",
+        "",
+        "## Machine",
+        "",
+        *[f"- **{name}**: {value}" for name, value in machine.items()],
+        "",
+    ]
+
+
 def command_line(module: str = "bench.ledger") -> str:
     """How this run was started, to be run again (any password in the URL hidden)."""
     python = Path(sys.executable)
@@ -1137,13 +1144,18 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="short runs, 1 run each, a small preload: a sanity check, not a figure",
     )
+    add_doc_option(parser)
+    return parser.parse_args(argv)
+
+
+def add_doc_option(parser: argparse.ArgumentParser) -> None:
+    """``--doc``, as every bench takes it."""
     parser.add_argument(
         "--doc",
         type=Path,
         help=f"where to write the report (default: {DEFAULT_DOC.relative_to(ROOT)} for a full "
         "run; none for --quick, so a sanity check never replaces the published figures)",
     )
-    return parser.parse_args(argv)
 
 
 def _stop_on_signal(signal_number: int, _frame) -> None:

@@ -88,8 +88,9 @@ from bench.ledger import (
     ADMIN_URL_ENV,
     DEFAULT_ADMIN_URL,
     OTHERS_BEGIN,
+    add_doc_option,
     admin_engine,
-    command_line,
+    command_and_machine,
     create_fresh_database,
     describe_machine,
     drop_database,
@@ -1899,6 +1900,9 @@ ANALYSIS_PLACEHOLDER = (
 def write_doc(path: Path, results: Results, machine: dict[str, str], settings: Settings) -> None:
     old = path.read_text() if path.exists() else ""
     ledger_part, _, old_part = old.partition(OTHERS_BEGIN)
+    # What follows this part's analysis belongs to other benchmarks (kiosk suggestions, HTTP):
+    # kept as it is.
+    others_after = old_part.partition(ANALYSIS_END)[2].strip("\n")
     lines = [
         "# Real-time benchmarks",
         "",
@@ -1906,18 +1910,7 @@ def write_doc(path: Path, results: Results, machine: dict[str, str], settings: S
         f"`{git_commit()}`. Running the bench again rewrites this part of the file, except the "
         "analysis between its markers.",
         "",
-        "## Command",
-        "",
-        "Run from the repository root:",
-        "",
-        "```",
-        command_line("bench.realtime"),
-        "```",
-        "",
-        "## Machine",
-        "",
-        *[f"- **{name}**: {value}" for name, value in machine.items()],
-        "",
+        *command_and_machine("bench.realtime", machine),
         *method_section(settings),
         *latency_section(results),
         *sales_section(results),
@@ -1942,7 +1935,8 @@ def write_doc(path: Path, results: Results, machine: dict[str, str], settings: S
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
     head = ledger_part.rstrip("\n") + "\n\n" if ledger_part.strip() else ""
-    path.write_text(head + OTHERS_BEGIN + "\n" + "\n".join(lines))
+    tail = "\n" + others_after + "\n" if others_after else ""
+    path.write_text(head + OTHERS_BEGIN + "\n" + "\n".join(lines) + tail)
     print(f"\nwrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
 
 
@@ -2267,11 +2261,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         help="measure even while other benchmarks or test runs share the machine (the figures "
         "then measure them too); a full run waits for them otherwise",
     )  # fmt: skip
-    parser.add_argument(
-        "--doc", type=Path,
-        help=f"where to write the report (default: {DEFAULT_DOC.relative_to(ROOT)} for a full "
-        "run; none for --quick, so a sanity check never replaces the published figures)",
-    )  # fmt: skip
+    add_doc_option(parser)
     return parser.parse_args(argv)
 
 
