@@ -46,6 +46,7 @@ from app.auth.principal import Principal
 from app.auth.services import create_staff
 from app.catalog.models import Product, StoreProduct
 from app.core.db import database
+from app.core.settings import settings
 from app.customers.services import sign_up
 from app.kiosk import counts
 from app.kiosk.models import KioskSession, KioskTap
@@ -156,14 +157,15 @@ def populate(app, args, rng: random.Random) -> dict:
             kiosks.append(kiosk)
             tills.append(till)
         cashier = create_staff(
-            s, email="cashier@bench.test", name="Cashier", role="cashier",
+            s, settings(), email="cashier@bench.test", name="Cashier", role="cashier",
             password="bench password long", staff_code="B0001", pin="2468", store_id=stores[0],
         )  # fmt: skip
         customers = []
         for n in range(args.shoppers):
             _, customer = sign_up(
-                s, email=f"shopper{n}@bench.test", password="bench password long", name="Shop"
-            )
+                s, settings(), email=f"shopper{n}@bench.test", password="bench password long",
+                name="Shop",
+            )  # fmt: skip
             customers.append(customer.id)
         s.commit()
 

@@ -61,11 +61,17 @@ def register_device(s: Session, *, store_id: int, kind: str, name: str) -> tuple
     return device, secret
 
 
-def deactivate_device(s: Session, device_id: int) -> Device:
+def load_device(s: Session, device_id: int) -> Device:
     """Raises DeviceNotFound."""
     device = s.get(Device, device_id)
     if device is None:
         raise DeviceNotFound()
+    return device
+
+
+def deactivate_device(s: Session, device_id: int) -> Device:
+    """Raises DeviceNotFound."""
+    device = load_device(s, device_id)
     device.active = False
     s.flush()
     return device

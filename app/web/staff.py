@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import marshmallow as ma
-from flask import Blueprint, current_app, jsonify, redirect, request, url_for
+from flask import Blueprint, jsonify, redirect, request, url_for
 from sqlalchemy import select
 
 from app.auth import services as auth
@@ -20,6 +20,7 @@ from app.auth.principal import allow_staff_cookie, current_principal
 from app.auth.services import revoke
 from app.core.db import session
 from app.core.errors import ValidationFailed
+from app.core.settings import settings
 from app.kiosk import analytics
 from app.stores.models import Store
 from app.web import session as web_session
@@ -54,9 +55,10 @@ def start_session():
     web_session.check_anonymous_csrf()
     data = json_body(StaffLoginSchema())
     ip = request.remote_addr or "unknown"
-    token, _ = auth.log_in_staff(session(), data["email"], data["password"], ip)
+    current = settings()
+    token, _ = auth.log_in_staff(session(), current, data["email"], data["password"], ip)
     answer = jsonify(redirect=safe_next(data["next"], "/staff/analytics"))
-    return web_session.start_session(answer, token, ttl_s=current_app.config["STAFF_TOKEN_TTL_S"])
+    return web_session.start_session(answer, token, ttl_s=current.staff_token_ttl_s)
 
 
 @blp.post("/staff/logout")
