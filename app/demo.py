@@ -246,11 +246,11 @@ def build_demo(settings: Settings, base_url: str) -> dict:
         })  # fmt: skip
         if n == 0:
             ada_card = card
-    _kiosk_history(s, pike, products, ada_card)
+    _kiosk_history(s, settings, pike, products, ada_card)
     return info
 
 
-def _kiosk_history(s, pike: Principal, products: dict, ada_card) -> None:
+def _kiosk_history(s, settings: Settings, pike: Principal, products: dict, ada_card) -> None:
     """Past taps at Pike Place's kiosk (one visit by Ada, who tapped her card) and cash sales
     of a few baskets there, through the kiosk's and the till's own services."""
     from datetime import timedelta
@@ -270,7 +270,7 @@ def _kiosk_history(s, pike: Principal, products: dict, ada_card) -> None:
                 uris=() if is_card else (f"https://omnicard.demo/p/{what}",),
                 texts=(what,) if is_card else (),
             )  # fmt: skip
-            record_tap(s, kiosk, read)
+            record_tap(s, settings, kiosk, read)
     for basket in PAST_BASKETS:
         total = sum(products[sku].price_minor for sku in basket)
         sales.make_sale(

@@ -368,7 +368,7 @@ def measure_taps(app, world: dict, calls: int, rng: random.Random) -> list[float
                 uris=(f"https://shop.example/p/{skus[pid]}",),
             )
             started = time.perf_counter()
-            record_tap(s, kiosk, read)
+            record_tap(s, settings(), kiosk, read)
             s.flush()
             elapsed = time.perf_counter() - started
             s.rollback()

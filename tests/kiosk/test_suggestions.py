@@ -10,6 +10,7 @@ from sqlalchemy import select, update
 from app.auth.principal import Principal
 from app.cards.models import Card
 from app.catalog.services import set_stores
+from app.core.settings import settings
 from app.core.types import utcnow
 from app.kiosk import counts
 from app.kiosk.models import ProductPairCount, ProductStoreCount
@@ -54,7 +55,7 @@ class Shop:
                 tapped_at=self.clock,
                 uris=(f"https://shop.example/p/{self.p[name].sku}",),
             )
-            tap, _ = record_tap(self.db, self.kiosk, read)
+            tap, _ = record_tap(self.db, settings(), self.kiosk, read)
             assert tap.kind == "product" and tap.product_id == self.p[name].id
 
     def sell(self, *names, store=None, card_number=None, quantity=1):
