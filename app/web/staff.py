@@ -11,7 +11,6 @@ from datetime import UTC, date, datetime, timedelta
 
 import marshmallow as ma
 from flask import Blueprint, jsonify, redirect, request, url_for
-from sqlalchemy import select
 
 from app.auth import services as auth
 from app.auth.api import LoginSchema
@@ -22,7 +21,6 @@ from app.core.db import session
 from app.core.errors import ValidationFailed
 from app.core.settings import settings
 from app.kiosk import analytics
-from app.stores.models import Store
 from app.web import session as web_session
 from app.web.pages import json_body, render_page, safe_next
 
@@ -131,13 +129,7 @@ def analytics_page():
     principal = current_principal()
     s = session()
     today = datetime.now(UTC).date()
-    if principal.role == "admin":
-        stores = list(s.scalars(select(Store).order_by(Store.name, Store.id)))
-    else:
-        from app.auth.models import Staff
-
-        own = s.scalar(select(Staff.store_id).where(Staff.id == principal.staff_id))
-        stores = list(s.scalars(select(Store).where(Store.id == own)))
+    stores = analytics.stores_open_to(s, principal)
     error = None
     try:
         scope = analytics.scope_for(
