@@ -174,8 +174,9 @@ def build_demo(settings: Settings, base_url: str) -> dict:
     tills = {}
     for code, email, name, staff_code, pin in CASHIERS:
         store = stores.create_store(
-            s, code=code, name=code.replace("-", " ").title(), address=f"1 {code} way"
-        )
+            s, code=code, name=code.replace("-", " ").title(), address=f"1 {code} way",
+            currency=currency,
+        )  # fmt: skip
         pos, pos_secret = stores.register_device(s, store_id=store.id, kind="pos", name="Till 1")
         kiosk, kiosk_secret = stores.register_device(
             s, store_id=store.id, kind="kiosk", name="Kiosk by the door"

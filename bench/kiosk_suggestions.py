@@ -150,7 +150,9 @@ def populate(app, args, rng: random.Random) -> dict:
         started = time.perf_counter()
         stores, kiosks, tills = [], [], []
         for n in range(STORES):
-            store = create_store(s, code=f"bench-{n}", name=f"Bench store {n}")
+            store = create_store(
+                s, code=f"bench-{n}", name=f"Bench store {n}", currency=settings().currency
+            )
             kiosk, _ = register_device(s, store_id=store.id, kind="kiosk", name="kiosk")
             till, _ = register_device(s, store_id=store.id, kind="pos", name="till")
             stores.append(store.id)

@@ -392,7 +392,9 @@ def set_up(app, settings: Settings, *, cards_per_sale_shopper: int = 1) -> Fixtu
 
 
 def open_till(s, n: int) -> Till:
-    store = stores.create_store(s, code=f"bench-{n}", name=f"Bench store {n}")
+    store = stores.create_store(
+        s, code=f"bench-{n}", name=f"Bench store {n}", currency=app_settings().currency
+    )
     device, _secret = stores.register_device(s, store_id=store.id, kind="pos", name="Till 1")
     staff_code, pin = f"B{n:03d}", "2468"
     cashier = auth.create_staff(

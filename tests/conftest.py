@@ -272,7 +272,12 @@ class World:
         from app.stores.services import create_store
 
         n = next(self.n)
-        return create_store(self.db, code=code or f"store-{n}", name=name or f"Store {n}")
+        return create_store(
+            self.db,
+            code=code or f"store-{n}",
+            name=name or f"Store {n}",
+            currency=settings().currency,
+        )
 
     def device(self, store, kind="pos"):
         from app.stores.services import register_device

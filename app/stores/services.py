@@ -6,7 +6,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.auth.services import new_device_secret
-from app.cards.services import currency
 from app.core.errors import NotFound
 from app.ledger import services as ledger
 from app.stores.models import Device, Store
@@ -22,16 +21,16 @@ class DeviceNotFound(NotFound):
     message = "No such device."
 
 
-def create_store(s: Session, *, code: str, name: str, address: str = "") -> Store:
-    """A store with its own hot accounts for takings, cash and bank-card payments."""
-    unit = currency()
+def create_store(s: Session, *, code: str, name: str, currency: str, address: str = "") -> Store:
+    """A store with its own hot accounts for takings, cash and bank-card payments, in
+    ``currency`` (the retailer's)."""
 
     def account(suffix: str, title: str, type_: str) -> int:
         return ledger.open_account(
             s,
             code=f"store:{code}:{suffix}",
             name=f"{name}: {title}",
-            unit=unit,
+            unit=currency,
             type=type_,
             hot=True,
         ).id

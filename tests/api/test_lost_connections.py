@@ -71,7 +71,8 @@ class Shop:
     def __init__(self, app, client) -> None:
         self.app, self.client = app, client
         with app.app_context(), database(app).sessions() as s:
-            store = create_store(s, code=f"s-{uuid.uuid4().hex[:6]}", name="Lost Connections")
+            store = create_store(s, code=f"s-{uuid.uuid4().hex[:6]}", name="Lost Connections",
+                                 currency=settings().currency)  # fmt: skip
             _, secret = register_device(s, store_id=store.id, kind="pos", name="till")
             create_staff(s, settings(), email=f"c{uuid.uuid4().hex[:6]}@example.test", name="C",
                          role="cashier", password="correct horse battery", staff_code="C777",
