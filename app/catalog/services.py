@@ -97,6 +97,20 @@ def load_product(s: Session, product_id: int) -> Product:
     return product
 
 
+def active_products(
+    s: Session, *, limit: int, below: int | None = None, category: str | None = None
+) -> list[Product]:
+    """The products on sale, newest first: up to ``limit + 1`` (one more than asked, so the
+    caller knows whether a next page exists), each with an id below ``below``, and of
+    ``category`` when one is given."""
+    query = select(Product).where(Product.active).order_by(Product.id.desc())
+    if below is not None:
+        query = query.where(Product.id < below)
+    if category:
+        query = query.where(Product.category == category)
+    return list(s.scalars(query.limit(limit + 1)))
+
+
 def products_by_sku(s: Session, skus: list[str]) -> dict[str, Product]:
     """The active products with these SKUs. Raises UnknownSku naming the first missing."""
     found = {
