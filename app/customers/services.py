@@ -63,3 +63,13 @@ def tier_of(customer: Customer, gold_tier_stars: int) -> str:
 
 def stars_balance(s: Session, customer: Customer) -> int:
     return ledger.balance_of(s, customer.stars_account_id)
+
+
+def first_name_and_stars(s: Session, customer_id: int | None) -> dict | None:
+    """What a till or a kiosk's screen may show of a shopper: a first name and the Stars,
+    nothing more (None for no shopper)."""
+    if customer_id is None:
+        return None
+    customer = load_customer(s, customer_id)
+    first = customer.name.split()
+    return {"first_name": first[0] if first else "", "stars": stars_balance(s, customer)}

@@ -32,7 +32,6 @@ from app.core.schemas import money
 from app.core.settings import Settings
 from app.core.types import utcnow
 from app.customers import services as customers
-from app.customers.models import Customer
 from app.events.outbox import emit
 from app.kiosk import counts
 from app.kiosk.errors import (
@@ -392,18 +391,6 @@ def category_view(s: Session, category: str, *, store_id: int, customer_id: int 
     }
 
 
-def shopper_view(s: Session, customer_id: int | None) -> dict | None:
-    """What a public screen may show of a shopper: a first name and the Stars."""
-    if customer_id is None:
-        return None
-    customer = s.get(Customer, customer_id)
-    first = (customer.name or "").split()
-    return {
-        "first_name": first[0] if first else "",
-        "stars": customers.stars_balance(s, customer),
-    }
-
-
 def session_product_ids(s: Session, kiosk_session_id: int, up_to_tap_id: int) -> list[int]:
     """The products tapped in the session up to this tap, latest first, each once."""
     rows = s.scalars(
@@ -429,7 +416,7 @@ def screen_for(s: Session, tap: KioskTap, resolved: Resolved | None = None) -> d
         "view": view,
         "session_id": tap.kiosk_session_id,
         "tap_id": tap.id,
-        "shopper": shopper_view(s, customer_id),
+        "shopper": customers.first_name_and_stars(s, customer_id),
         "product": None,
         "category": None,
         "suggestions": [],
