@@ -271,7 +271,7 @@ def _kiosk_history(s, settings: Settings, pike: Principal, products: dict, ada_c
                 uris=() if is_card else (f"https://omnicard.demo/p/{what}",),
                 texts=(what,) if is_card else (),
             )  # fmt: skip
-            record_tap(s, settings, kiosk, read)
+            record_tap(s, kiosk, read, idle_s=settings.kiosk_session_idle_s)
     for basket in PAST_BASKETS:
         total = sum(products[sku].price_minor for sku in basket)
         sales.make_sale(

@@ -370,7 +370,7 @@ def measure_taps(app, world: dict, calls: int, rng: random.Random) -> list[float
                 uris=(f"https://shop.example/p/{skus[pid]}",),
             )
             started = time.perf_counter()
-            record_tap(s, settings(), kiosk, read)
+            record_tap(s, kiosk, read, idle_s=settings().kiosk_session_idle_s)
             s.flush()
             elapsed = time.perf_counter() - started
             s.rollback()

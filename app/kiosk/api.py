@@ -63,7 +63,8 @@ class Taps(MethodView):
             texts=tuple(data["texts"]),
             unreadable=data["unreadable"],
         )
-        tap, screen = kiosk.record_tap(session(), settings(), _kiosk(), read)
+        idle_s = settings().kiosk_session_idle_s
+        tap, screen = kiosk.record_tap(session(), _kiosk(), read, idle_s=idle_s)
         return {"tap": tap, "screen": screen}
 
 

@@ -29,7 +29,6 @@ from app.catalog.pricing import ListPrice, price_cart
 from app.catalog.services import ProductNotFound
 from app.core import throttle
 from app.core.schemas import money
-from app.core.settings import Settings
 from app.core.types import utcnow
 from app.customers import services as customers
 from app.events.outbox import emit
@@ -164,11 +163,10 @@ def _carried(s: Session, product_id: int, store_id: int) -> bool | None:
 # -- taps and kiosk sessions ------------------------------------------------------------------
 
 
-def record_tap(
-    s: Session, settings: Settings, device: Device, read: TapRead
-) -> tuple[KioskTap, dict]:
+def record_tap(s: Session, device: Device, read: TapRead, *, idle_s: int) -> tuple[KioskTap, dict]:
     """Record a tap (once per ``tap_ref``: a replay gives the tap already recorded), put it in
-    its kiosk session, and tell the kiosk's screen: (the tap, the screen's payload)."""
+    its kiosk session (a new one after ``idle_s`` without a tap), and tell the kiosk's screen:
+    (the tap, the screen's payload)."""
     existing = _tap_by_ref(s, device.id, read.tap_ref)
     if existing is not None:
         return existing, screen_for(s, existing)
@@ -181,7 +179,7 @@ def record_tap(
     tapped_at = min(read.tapped_at, now)  # a kiosk whose clock runs ahead
     resolved = resolve(s, read, device.store_id)
     joining = resolved.card.customer_id if resolved.kind == "card" else None
-    kiosk_session = _session_for(s, device, tapped_at, joining, settings.kiosk_session_idle_s)
+    kiosk_session = _session_for(s, device, tapped_at, joining, idle_s)
     tap = KioskTap(
         device_id=device.id,
         store_id=device.store_id,
