@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 import click
-from flask import Flask, current_app
+from flask import Flask
 from flask.cli import AppGroup
 from sqlalchemy import select
 
@@ -21,7 +21,7 @@ from app.cards import services as cards
 from app.catalog import services as catalog
 from app.catalog.models import Product
 from app.core.db import session
-from app.core.settings import settings
+from app.core.settings import Settings, settings
 from app.customers import services as customers
 from app.payments import services as payments
 from app.payments.gateway import SandboxGateway
@@ -124,8 +124,8 @@ PAST_BASKETS = [
 ]  # fmt: skip
 
 
-def demo_file() -> Path:
-    return Path(current_app.config["DEMO_FILE"])
+def demo_file(settings: Settings) -> Path:
+    return Path(settings.demo_file)
 
 
 def ean13(n: int) -> str:
@@ -141,9 +141,11 @@ def _cashier(staff, device) -> Principal:
     )  # fmt: skip
 
 
-def build_demo(base_url: str) -> dict:
+def build_demo(settings: Settings, base_url: str) -> dict:
     s = session()
-    admin = auth.create_staff(s, email=ADMIN[0], name=ADMIN[1], role="admin", password=ADMIN[2])
+    admin = auth.create_staff(
+        s, settings, email=ADMIN[0], name=ADMIN[1], role="admin", password=ADMIN[2]
+    )
     info: dict = {
         "urls": {
             "api_docs": f"{base_url}/docs",
@@ -156,7 +158,7 @@ def build_demo(base_url: str) -> dict:
         "stores": [],
         "shoppers": [],
     }  # fmt: skip
-    currency = current_app.config["CURRENCY"]
+    currency = settings.currency
 
     products = {}
     for n, (sku, name, category, price, description) in enumerate(CATALOG, start=1):
@@ -172,15 +174,17 @@ def build_demo(base_url: str) -> dict:
     tills = {}
     for code, email, name, staff_code, pin in CASHIERS:
         store = stores.create_store(
-            s, code=code, name=code.replace("-", " ").title(), address=f"1 {code} way"
-        )
+            s, code=code, name=code.replace("-", " ").title(), address=f"1 {code} way",
+            currency=currency,
+        )  # fmt: skip
         pos, pos_secret = stores.register_device(s, store_id=store.id, kind="pos", name="Till 1")
         kiosk, kiosk_secret = stores.register_device(
             s, store_id=store.id, kind="kiosk", name="Kiosk by the door"
         )
         cashier = auth.create_staff(
-            s, email=email, name=name, role="cashier", password=f"demo-{staff_code}-password",
-            staff_code=staff_code, pin=pin, store_id=store.id,
+            s, settings, email=email, name=name, role="cashier",
+            password=f"demo-{staff_code}-password", staff_code=staff_code, pin=pin,
+            store_id=store.id,
         )  # fmt: skip
         tills[code] = _cashier(cashier, pos)
         info["stores"].append({
@@ -209,7 +213,9 @@ def build_demo(base_url: str) -> dict:
         )  # fmt: skip
         info["gift_cards"][n]["sold"] = True
     for n, (email, name) in enumerate(SHOPPERS):
-        token, customer = customers.sign_up(s, email=email, password=SHOPPER_PASSWORD, name=name)
+        token, customer = customers.sign_up(
+            s, settings, email=email, password=SHOPPER_PASSWORD, name=name
+        )
         card = cards.cards_of(s, customer.id)[0]
         top_up = payments.begin_gateway_top_up(
             s, card=card, amount=5_000 - 1_000 * n, token=SandboxGateway.APPROVE, channel="app",
@@ -241,11 +247,11 @@ def build_demo(base_url: str) -> dict:
         })  # fmt: skip
         if n == 0:
             ada_card = card
-    _kiosk_history(s, pike, products, ada_card)
+    _kiosk_history(s, settings, pike, products, ada_card)
     return info
 
 
-def _kiosk_history(s, pike: Principal, products: dict, ada_card) -> None:
+def _kiosk_history(s, settings: Settings, pike: Principal, products: dict, ada_card) -> None:
     """Past taps at Pike Place's kiosk (one visit by Ada, who tapped her card) and cash sales
     of a few baskets there, through the kiosk's and the till's own services."""
     from datetime import timedelta
@@ -265,7 +271,7 @@ def _kiosk_history(s, pike: Principal, products: dict, ada_card) -> None:
                 uris=() if is_card else (f"https://omnicard.demo/p/{what}",),
                 texts=(what,) if is_card else (),
             )  # fmt: skip
-            record_tap(s, kiosk, read)
+            record_tap(s, kiosk, read, idle_s=settings.kiosk_session_idle_s)
     for basket in PAST_BASKETS:
         total = sum(products[sku].price_minor for sku in basket)
         sales.make_sale(
@@ -288,22 +294,23 @@ def describes_this_database(info: dict) -> bool:
     )
 
 
-def load_demo(base_url: str = "http://127.0.0.1:5000") -> tuple[dict, bool]:
+def load_demo(settings: Settings, base_url: str = "http://127.0.0.1:5000") -> tuple[dict, bool]:
     """Load the demo once. Returns what a new user needs, and whether it was loaded now."""
     s = session()
+    path = demo_file(settings)
     if s.scalar(select(Product.id).limit(1)) is not None:
-        if demo_file().exists():
-            info = json.loads(demo_file().read_text())
+        if path.exists():
+            info = json.loads(path.read_text())
             if describes_this_database(info):
                 return info, False
         return {
             "note": "This database has data already, and no demo file here describes it: no "
             "demo data was loaded, and no logins or secrets can be shown."
         }, False
-    info = build_demo(base_url)
+    info = build_demo(settings, base_url)
     s.commit()
-    demo_file().parent.mkdir(parents=True, exist_ok=True)
-    demo_file().write_text(json.dumps(info, indent=2) + "\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(info, indent=2) + "\n")
     return info, True
 
 
@@ -312,7 +319,8 @@ def load_demo(base_url: str = "http://127.0.0.1:5000") -> tuple[dict, bool]:
               help="Where the app will be served, for the URLs printed.")  # fmt: skip
 def load_command(base_url: str) -> None:
     """Load the demo data unless there is data already; print and save what a user needs."""
-    info, loaded = load_demo(base_url.rstrip("/"))
+    current = settings()
+    info, loaded = load_demo(current, base_url.rstrip("/"))
     click.echo("Demo data loaded." if loaded else "Demo data was there already.")
     if "stores" in info:
         click.echo(f"  Admin: {info['admin']['email']} / {info['admin']['password']}")
@@ -324,7 +332,7 @@ def load_command(base_url: str) -> None:
         for shopper in info["shoppers"]:
             click.echo(f"  Shopper: {shopper['email']} / {shopper['password']}, "
                        f"card number {shopper['card_number']}")  # fmt: skip
-        click.echo(f"  Everything, with tokens and gift cards: {demo_file()}")
+        click.echo(f"  Everything, with tokens and gift cards: {demo_file(current)}")
     else:
         click.echo(f"  {info['note']}")
 
@@ -332,7 +340,7 @@ def load_command(base_url: str) -> None:
 @demo_cli.command("file")
 def file_command() -> None:
     """Print where this database's demo file is."""
-    click.echo(demo_file())
+    click.echo(demo_file(settings()))
 
 
 @demo_cli.command("get")
@@ -340,7 +348,8 @@ def file_command() -> None:
 def get_command(path: str) -> None:
     """Print one value of this database's demo file, e.g. `stores.0.pos.secret` or
     `shoppers.0.card_number` (for shell scripts: `POS=$(flask --app wsgi demo get ...)`)."""
-    info = json.loads(demo_file().read_text()) if demo_file().exists() else None
+    file = demo_file(settings())
+    info = json.loads(file.read_text()) if file.exists() else None
     if info is None or not describes_this_database(info):
         raise click.ClickException("no demo file describes this database: run `flask demo load`")
     value = info

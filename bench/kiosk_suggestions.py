@@ -150,21 +150,24 @@ def populate(app, args, rng: random.Random) -> dict:
         started = time.perf_counter()
         stores, kiosks, tills = [], [], []
         for n in range(STORES):
-            store = create_store(s, code=f"bench-{n}", name=f"Bench store {n}")
+            store = create_store(
+                s, code=f"bench-{n}", name=f"Bench store {n}", currency=settings().currency
+            )
             kiosk, _ = register_device(s, store_id=store.id, kind="kiosk", name="kiosk")
             till, _ = register_device(s, store_id=store.id, kind="pos", name="till")
             stores.append(store.id)
             kiosks.append(kiosk)
             tills.append(till)
         cashier = create_staff(
-            s, email="cashier@bench.test", name="Cashier", role="cashier",
+            s, settings(), email="cashier@bench.test", name="Cashier", role="cashier",
             password="bench password long", staff_code="B0001", pin="2468", store_id=stores[0],
         )  # fmt: skip
         customers = []
         for n in range(args.shoppers):
             _, customer = sign_up(
-                s, email=f"shopper{n}@bench.test", password="bench password long", name="Shop"
-            )
+                s, settings(), email=f"shopper{n}@bench.test", password="bench password long",
+                name="Shop",
+            )  # fmt: skip
             customers.append(customer.id)
         s.commit()
 
@@ -367,7 +370,7 @@ def measure_taps(app, world: dict, calls: int, rng: random.Random) -> list[float
                 uris=(f"https://shop.example/p/{skus[pid]}",),
             )
             started = time.perf_counter()
-            record_tap(s, kiosk, read)
+            record_tap(s, kiosk, read, idle_s=settings().kiosk_session_idle_s)
             s.flush()
             elapsed = time.perf_counter() - started
             s.rollback()

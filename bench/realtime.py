@@ -77,6 +77,7 @@ from app.cards.models import Card
 from app.catalog import services as catalog
 from app.core.db import database, make_engine, session
 from app.core.settings import settings
+from app.core.settings import settings as app_settings
 from app.customers import services as customers
 from app.events.election import PENDING_CHANNEL, SEQUENCER_LOCK
 from app.events.models import Event, OutboxEntry
@@ -393,21 +394,24 @@ def set_up(app, settings: Settings, *, cards_per_sale_shopper: int = 1) -> Fixtu
 
 
 def open_till(s, n: int) -> Till:
-    store = stores.create_store(s, code=f"bench-{n}", name=f"Bench store {n}")
+    store = stores.create_store(
+        s, code=f"bench-{n}", name=f"Bench store {n}", currency=app_settings().currency
+    )
     device, _secret = stores.register_device(s, store_id=store.id, kind="pos", name="Till 1")
     staff_code, pin = f"B{n:03d}", "2468"
     cashier = auth.create_staff(
-        s, email=f"cashier{n}@bench.test", name=f"Cashier {n}", role="cashier",
+        s, app_settings(), email=f"cashier{n}@bench.test", name=f"Cashier {n}", role="cashier",
         password="a bench cashier password", staff_code=staff_code, pin=pin, store_id=store.id,
     )  # fmt: skip
-    token, _row, _staff = auth.sign_in_cashier(s, device, staff_code, pin)
+    token, _row, _staff = auth.sign_in_cashier(s, app_settings(), device, staff_code, pin)
     return Till(store.id, device.id, cashier.id, token)
 
 
 def sign_up_shopper(s, name: str, *, cards_wanted: int) -> Shopper:
     token, customer = customers.sign_up(
-        s, email=f"{name}@bench.test", password="a bench shopper password", name=name
-    )
+        s, app_settings(), email=f"{name}@bench.test", password="a bench shopper password",
+        name=name,
+    )  # fmt: skip
     for _ in range(cards_wanted - 1):
         cards.issue_card(s, kind="digital", customer_id=customer.id)
     owned = cards.cards_of(s, customer.id)

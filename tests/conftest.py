@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from app import create_app
 from app.core.cli import alembic_config
 from app.core.db import database
+from app.core.settings import settings
 from app.ledger import services as ledger
 from app.ledger.verify import verify
 from app.models import metadata
@@ -271,7 +272,12 @@ class World:
         from app.stores.services import create_store
 
         n = next(self.n)
-        return create_store(self.db, code=code or f"store-{n}", name=name or f"Store {n}")
+        return create_store(
+            self.db,
+            code=code or f"store-{n}",
+            name=name or f"Store {n}",
+            currency=settings().currency,
+        )
 
     def device(self, store, kind="pos"):
         from app.stores.services import register_device
@@ -285,6 +291,7 @@ class World:
         n = next(self.n)
         return create_staff(
             self.db,
+            settings(),
             email=f"staff{n}@example.test",
             name=f"Staff {n}",
             role=role,

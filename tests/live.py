@@ -30,6 +30,7 @@ from sqlalchemy import func, select, text
 
 from app.auth.services import create_staff, issue_token
 from app.core.db import session
+from app.core.settings import settings
 from app.ledger.verify import verify
 from tests.conftest import ROOT, TABLES_TO_EMPTY
 
@@ -213,8 +214,8 @@ def make_world(app, server: ServerProcess, admin: str, cls: type[World] = World)
     device = post("/v1/admin/devices", {"store_id": store["id"], "kind": "pos", "name": "Till 1"})
     with app.app_context():
         create_staff(
-            session(), email=f"{code}@cashier.test", name="Grace Hopper", role="cashier",
-            password="correct horse battery", staff_code=f"K{code}", pin="2468",
+            session(), settings(), email=f"{code}@cashier.test", name="Grace Hopper",
+            role="cashier", password="correct horse battery", staff_code=f"K{code}", pin="2468",
             store_id=store["id"],
         )  # fmt: skip
         session().commit()
@@ -256,8 +257,8 @@ def server(app, engine, database_url) -> Iterator[ServerProcess]:
 def admin(app, server) -> str:
     with app.app_context():
         staff = create_staff(
-            session(), email=f"{uuid.uuid4().hex[:8]}@staff.test", name="Admin", role="admin",
-            password="correct horse battery",
+            session(), settings(), email=f"{uuid.uuid4().hex[:8]}@staff.test", name="Admin",
+            role="admin", password="correct horse battery",
         )  # fmt: skip
         token, _ = issue_token(session(), "staff", 3600, staff_id=staff.id)
         session().commit()

@@ -18,9 +18,10 @@ from app.auth.principal import current_principal
 from app.core.api import Blueprint
 from app.core.db import session
 from app.core.schemas import Email, Schema, Text
+from app.core.settings import settings
 from app.customers import services as customers
 from app.customers.api import MeSchema, me_body
-from app.stores.models import Device
+from app.stores import services as stores
 
 blp = Blueprint("auth", __name__, url_prefix="/v1", description="Logins and sessions.")
 
@@ -78,7 +79,7 @@ class Signup(MethodView):
         passwords or a dictionary word, repetitive or sequential, or close to one's email or
         name.
         """
-        token, customer = customers.sign_up(session(), **data)
+        token, customer = customers.sign_up(session(), settings(), **data)
         return {"token": token, "customer": me_body(customer)}
 
 
@@ -91,9 +92,13 @@ class Login(MethodView):
         """Log in with email and password, as a shopper or as staff. Anyone."""
         ip = request.remote_addr or "unknown"
         if data["account"] == "staff":
-            token, staff = auth.log_in_staff(session(), data["email"], data["password"], ip)
+            token, staff = auth.log_in_staff(
+                session(), settings(), data["email"], data["password"], ip
+            )
             return {"token": token, "staff": staff_body(staff)}
-        token, customer = auth.log_in_customer(session(), data["email"], data["password"], ip)
+        token, customer = auth.log_in_customer(
+            session(), settings(), data["email"], data["password"], ip
+        )
         return {"token": token, "customer": me_body(customer)}
 
 
@@ -133,8 +138,10 @@ class CashierSessions(MethodView):
         """
         p = current_principal()
         s = session()
-        device = s.get(Device, p.device_id)
-        token, row, staff = auth.sign_in_cashier(s, device, data["staff_code"], data["pin"])
+        device = stores.load_device(s, p.device_id)
+        token, row, staff = auth.sign_in_cashier(
+            s, settings(), device, data["staff_code"], data["pin"]
+        )
         return {
             "token": token,
             "expires_at": row.expires_at,

@@ -8,6 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from app.auth import services as auth
 from app.auth.errors import WeakPassword
 from app.core.db import session
+from app.core.settings import settings
 from app.stores.models import Store
 
 staff_cli = AppGroup("staff", help="Staff accounts.")
@@ -39,8 +40,8 @@ def create_command(email, name, role, password, staff_code, pin, store_id) -> No
         raise click.BadParameter(f"no store with id {store_id}", param_hint="--store-id")
     try:
         staff = auth.create_staff(
-            s, email=email, name=name, role=role, password=password, staff_code=staff_code,
-            pin=pin, store_id=store_id,
+            s, settings(), email=email, name=name, role=role, password=password,
+            staff_code=staff_code, pin=pin, store_id=store_id,
         )  # fmt: skip
         s.commit()
     except IntegrityError:

@@ -1,31 +1,30 @@
-"""Passwords and PINs: argon2id, memory-hard. Cost comes from configuration (tests use less)."""
+"""Passwords and PINs: argon2id, memory-hard. Cost comes from the settings (tests use less)."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from flask import current_app
 
 from app.auth import password_rules
 from app.auth.errors import WeakPassword
+from app.core.settings import Settings
+
+#: Checks a hash at the cost written in the hash itself, whatever the settings say now.
+_VERIFIER = PasswordHasher()
 
 
-def _hasher() -> PasswordHasher:
-    cfg = current_app.config
-    return PasswordHasher(
-        time_cost=cfg["ARGON2_TIME_COST"],
-        memory_cost=cfg["ARGON2_MEMORY_KIB"],
-        parallelism=1,
-    )
+def _hasher(time_cost: int, memory_kib: int) -> PasswordHasher:
+    return PasswordHasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=1)
 
 
-def hash_secret(secret: str) -> str:
-    return _hasher().hash(secret)
+def hash_secret(secret: str, settings: Settings) -> str:
+    return _hasher(settings.argon2_time_cost, settings.argon2_memory_kib).hash(secret)
 
 
-def hash_new_password(password: str, *, email: str, name: str) -> str:
+def hash_new_password(password: str, *, email: str, name: str, settings: Settings) -> str:
     """The hash to store for a password being set, if it may be used (app.auth.password_rules).
     Every place that sets a password goes through here.
 
@@ -37,24 +36,31 @@ def hash_new_password(password: str, *, email: str, name: str) -> str:
     if reason is not None:
         message = password_rules.REASONS[reason]
         raise WeakPassword(message, reason=reason, fields={"password": [message]})
-    return hash_secret(password)
+    return hash_secret(password, settings)
 
 
-def verify_secret(stored_hash: str | None, secret: str) -> bool:
-    """True if ``secret`` matches. With no stored hash it still does the work, so that a
-    caller cannot tell a missing account from a wrong password by the time it takes."""
-    hasher = _hasher()
-    if stored_hash is None:
-        # Made once and kept: hashing it afresh each time would make a missing account
-        # cost twice the work of a wrong password, and so tell them apart by the time taken.
-        stored_hash = current_app.extensions.get("omnicard.dummy_hash")
-        if stored_hash is None:
-            stored_hash = hasher.hash("omnicard-no-such-account")
-            current_app.extensions["omnicard.dummy_hash"] = stored_hash
-        with contextlib.suppress(VerificationError):
-            hasher.verify(stored_hash, secret + "\0")
-        return False
+def verify_secret(stored_hash: str, secret: str) -> bool:
+    """True if ``secret`` matches ``stored_hash``."""
     try:
-        return hasher.verify(stored_hash, secret)
+        return _VERIFIER.verify(stored_hash, secret)
     except (VerificationError, InvalidHashError):
         return False
+
+
+@functools.cache
+def _no_account_hash(time_cost: int, memory_kib: int) -> str:
+    # Made once and kept: hashing it afresh each time would make a missing account cost
+    # twice the work of a wrong password, and so tell them apart by the time taken.
+    return _hasher(time_cost, memory_kib).hash("omnicard-no-such-account")
+
+
+def verify_or_pretend(stored_hash: str | None, secret: str, settings: Settings) -> bool:
+    """True if ``secret`` matches. With no stored hash (no such account) it still does the
+    work of a check at the settings' cost, so that a caller cannot tell a missing account
+    from a wrong password by the time it takes."""
+    if stored_hash is None:
+        dummy = _no_account_hash(settings.argon2_time_cost, settings.argon2_memory_kib)
+        with contextlib.suppress(VerificationError):
+            _VERIFIER.verify(dummy, secret + "\0")
+        return False
+    return verify_secret(stored_hash, secret)

@@ -5,15 +5,15 @@ from __future__ import annotations
 import secrets
 from datetime import timedelta
 
-from flask import current_app
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.auth.errors import InvalidCredentials, InvalidStaffPin
 from app.auth.models import AuthToken, Staff
-from app.auth.passwords import hash_new_password, hash_secret, verify_secret
+from app.auth.passwords import hash_new_password, hash_secret, verify_or_pretend
 from app.auth.principal import DEVICE_PREFIX, TOKEN_PREFIX, hash_token
 from app.core import throttle
+from app.core.settings import Settings
 from app.core.throttle import Limit
 from app.core.types import utcnow
 from app.customers.models import Customer
@@ -47,51 +47,50 @@ def new_device_secret() -> tuple[str, str]:
     return secret, hash_token(secret)
 
 
-def _login_limits(kind: str, email: str, client_ip: str) -> tuple[Limit, list[Limit]]:
+def _login_limits(
+    kind: str, email: str, client_ip: str, settings: Settings
+) -> tuple[Limit, list[Limit]]:
     """Guesses at one account from one address; and, wider, at that account from anywhere
     (a distributed attack) and from that address at any account, known or not (spraying).
     See app.core.throttle: only the pair's own failures refuse it."""
-    cfg = current_app.config
     pair = throttle.subject(kind, email, client_ip)
     account = throttle.subject(kind, email)
     address = throttle.subject(client_ip)
-    own = Limit("login:pair", pair, cfg["LOGIN_MAX_FAILURES"], LOGIN_WINDOW_S)
+    own = Limit("login:pair", pair, settings.login_max_failures, LOGIN_WINDOW_S)
     wider = [
-        Limit("login:account", account, cfg["LOGIN_MAX_FAILURES_ACCOUNT"], LOGIN_WINDOW_S),
-        Limit("login:address", address, cfg["LOGIN_MAX_FAILURES_ADDRESS"], LOGIN_WINDOW_S),
+        Limit("login:account", account, settings.login_max_failures_account, LOGIN_WINDOW_S),
+        Limit("login:address", address, settings.login_max_failures_address, LOGIN_WINDOW_S),
     ]
     return own, wider
 
 
-def log_in_customer(s: Session, email: str, password: str, client_ip: str):
+def log_in_customer(s: Session, settings: Settings, email: str, password: str, client_ip: str):
     """Raises InvalidCredentials, TooManyAttempts."""
     email = normalise_email(email)
-    own, wider = _login_limits("shopper", email, client_ip)
+    own, wider = _login_limits("shopper", email, client_ip, settings)
     throttle.refuse_if_over(s, own, wider)
     customer = s.scalar(select(Customer).where(Customer.email == email))
-    if not verify_secret(customer.password_hash if customer else None, password):
+    if not verify_or_pretend(customer.password_hash if customer else None, password, settings):
         throttle.record_failure(s, own, wider)
         raise InvalidCredentials()
-    token, _ = issue_token(
-        s, "customer", current_app.config["CUSTOMER_TOKEN_TTL_S"], customer_id=customer.id
-    )
+    token, _ = issue_token(s, "customer", settings.customer_token_ttl_s, customer_id=customer.id)
     return token, customer
 
 
-def log_in_staff(s: Session, email: str, password: str, client_ip: str):
+def log_in_staff(s: Session, settings: Settings, email: str, password: str, client_ip: str):
     """Raises InvalidCredentials, TooManyAttempts."""
     email = normalise_email(email)
-    own, wider = _login_limits("staff", email, client_ip)
+    own, wider = _login_limits("staff", email, client_ip, settings)
     throttle.refuse_if_over(s, own, wider)
     staff = s.scalar(select(Staff).where(Staff.email == email, Staff.active))
-    if not verify_secret(staff.password_hash if staff else None, password):
+    if not verify_or_pretend(staff.password_hash if staff else None, password, settings):
         throttle.record_failure(s, own, wider)
         raise InvalidCredentials()
-    token, _ = issue_token(s, "staff", current_app.config["STAFF_TOKEN_TTL_S"], staff_id=staff.id)
+    token, _ = issue_token(s, "staff", settings.staff_token_ttl_s, staff_id=staff.id)
     return token, staff
 
 
-def sign_in_cashier(s: Session, device: Device, staff_code: str, pin: str):
+def sign_in_cashier(s: Session, settings: Settings, device: Device, staff_code: str, pin: str):
     """A cashier session on ``device``: bound to it, its store and the cashier.
 
     PIN guesses are counted per till and staff code: a till is a place, so whoever fails
@@ -100,23 +99,18 @@ def sign_in_cashier(s: Session, device: Device, staff_code: str, pin: str):
 
     Raises InvalidStaffPin, TooManyAttempts.
     """
-    cfg = current_app.config
     own = Limit("pin:pair", throttle.subject(str(device.id), staff_code),
-                cfg["LOGIN_MAX_FAILURES"], LOGIN_WINDOW_S)  # fmt: skip
-    wider = [Limit("pin:device", str(device.id), cfg["PIN_MAX_FAILURES_DEVICE"], LOGIN_WINDOW_S)]
+                settings.login_max_failures, LOGIN_WINDOW_S)  # fmt: skip
+    wider = [Limit("pin:device", str(device.id), settings.pin_max_failures_device, LOGIN_WINDOW_S)]
     throttle.refuse_if_over(s, own, wider)
     staff = s.scalar(select(Staff).where(Staff.staff_code == staff_code, Staff.active))
-    ok = verify_secret(staff.pin_hash if staff else None, pin)
+    ok = verify_or_pretend(staff.pin_hash if staff else None, pin, settings)
     # A cashier works the tills of their own store; an admin may sign in anywhere.
     if not ok or (staff.role == "cashier" and staff.store_id != device.store_id):
         throttle.record_failure(s, own, wider)
         raise InvalidStaffPin()
     token, row = issue_token(
-        s,
-        "cashier",
-        current_app.config["CASHIER_SESSION_TTL_S"],
-        staff_id=staff.id,
-        device_id=device.id,
+        s, "cashier", settings.cashier_session_ttl_s, staff_id=staff.id, device_id=device.id
     )
     return token, row, staff
 
@@ -131,6 +125,7 @@ def revoke(s: Session, token_id: int) -> None:
 
 def create_staff(
     s: Session,
+    settings: Settings,
     *,
     email: str,
     name: str,
@@ -146,14 +141,19 @@ def create_staff(
         email=email,
         name=name,
         role=role,
-        password_hash=hash_new_password(password, email=email, name=name),
+        password_hash=hash_new_password(password, email=email, name=name, settings=settings),
         staff_code=staff_code,
-        pin_hash=hash_secret(pin) if pin else None,
+        pin_hash=hash_secret(pin, settings) if pin else None,
         store_id=store_id,
     )
     s.add(staff)
     s.flush()
     return staff
+
+
+def load_staff(s: Session, staff_id: int) -> Staff:
+    """A staff member known to exist (a token's or a shift's)."""
+    return s.get(Staff, staff_id)
 
 
 def email_in_use(s: Session, email: str) -> bool:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from flask import current_app, g, request
+from flask import g, request
 from flask.views import MethodView
-from sqlalchemy import select
 
 from app.auth.errors import TooManyAttempts
 from app.auth.principal import current_principal
-from app.cards import schemas
+from app.cards import auto_reload, schemas
 from app.cards import services as cards
 from app.cards.errors import (
     AmountOutOfRange,
@@ -31,14 +30,15 @@ from app.core.api import Blueprint
 from app.core.db import session
 from app.core.errors import ValidationFailed
 from app.core.schemas import PageArgsSchema, decode_cursor, money
-from app.customers.models import Customer
-from app.customers.services import stars_balance
+from app.core.settings import settings
+from app.customers import services as customers
 from app.events import changes
 from app.ledger.errors import AccountFrozen, BalanceLimitExceeded, InsufficientFunds
 from app.payments import services as payments
+from app.payments import top_ups
 from app.payments.errors import PaymentDeclined, TopUpNotFound, TopUpNotLoaded
 from app.payments.models import TopUp
-from app.stores.models import Store
+from app.stores import services as stores
 
 blp = Blueprint(
     "cards",
@@ -51,7 +51,7 @@ blp = Blueprint(
 def card_out(card: Card) -> dict:
     s = session()
     return schemas.card_body(
-        card, cards.card_balance(s, card), cards.currency(), cards.held_balance(s, card)
+        card, cards.card_balance(s, card), settings().currency, cards.held_balance(s, card)
     )
 
 
@@ -113,7 +113,7 @@ def top_up_out(top_up: TopUp, card: Card) -> dict:
         "status": top_up.status,
         "source": top_up.source,
         "decline_code": top_up.decline_code,
-        "card_balance": money(cards.card_balance(session(), card), cards.currency()),
+        "card_balance": money(cards.card_balance(session(), card), settings().currency),
         "created_at": top_up.created_at,
     }
 
@@ -147,7 +147,7 @@ class CardTopUps(MethodView):
             cards.check_currency(amount["currency"])
             top_up = payments.top_up_at_till(
                 s, card=card, amount=amount["amount"], tender=data["tender"],
-                store=s.get(Store, p.store_id), device_id=p.device_id, principal=p,
+                store=stores.load_store(s, p.store_id), device_id=p.device_id, principal=p,
                 idempotency_key=g.idempotency_key,
             )  # fmt: skip
             return top_up_out(top_up, card)
@@ -155,11 +155,7 @@ class CardTopUps(MethodView):
         if data["payment_token"] is None or data["tender"] is not None:
             raise ValidationFailed(fields={"payment_token": ["A shopper pays with a token."]})
         card = cards.owned_card(s, card_id, p.customer_id)
-        earlier = s.scalar(
-            select(TopUp).where(
-                TopUp.principal == p.key, TopUp.idempotency_key == g.idempotency_key
-            )
-        )
+        earlier = top_ups.begun_under(s, p.key, g.idempotency_key)
         if earlier is None:
             cards.check_currency(amount["currency"])
             payments.check_top_up_amount(s, card, amount["amount"], amount["currency"])
@@ -190,13 +186,9 @@ class TopUpView(MethodView):
     @blp.errors(TopUpNotFound)
     def get(self, top_up_id):
         """A top-up of one's own: see a pending one settle."""
-        p = current_principal()
-        top_up = session().get(TopUp, top_up_id)
-        if top_up is None:
-            raise TopUpNotFound()
-        card = session().get(Card, top_up.card_id)
-        if card.customer_id != p.customer_id:
-            raise TopUpNotFound()
+        top_up, card = top_ups.shoppers_top_up(
+            session(), top_up_id, current_principal().customer_id
+        )
         return top_up_out(top_up, card)
 
 
@@ -255,7 +247,7 @@ class CardPrimary(MethodView):
 
 
 def auto_reload_out(rule: AutoReload) -> dict:
-    c = cards.currency()
+    c = settings().currency
     return {
         "card_id": rule.card_id,
         "threshold": money(rule.threshold_minor, c),
@@ -274,10 +266,7 @@ class CardAutoReload(MethodView):
         p = current_principal()
         s = session()
         card = cards.owned_card(s, card_id, p.customer_id)
-        rule = s.get(AutoReload, card.id)
-        if rule is None:
-            raise AutoReloadNotSet()
-        return auto_reload_out(rule)
+        return auto_reload_out(auto_reload.auto_reload_of(s, card))
 
     @blp.requires("customer")
     @blp.arguments(schemas.AutoReloadRequestSchema)
@@ -295,16 +284,11 @@ class CardAutoReload(MethodView):
         cards.require_active(card)
         for field in ("threshold", "amount"):
             cards.check_currency(data[field]["currency"])
-        cfg = current_app.config
-        if not cfg["TOPUP_MIN_MINOR"] <= data["amount"]["amount"] <= cfg["TOPUP_MAX_MINOR"]:
-            raise AmountOutOfRange(minimum=cfg["TOPUP_MIN_MINOR"], maximum=cfg["TOPUP_MAX_MINOR"])
-        rule = s.get(AutoReload, card.id) or AutoReload(card_id=card.id)
-        rule.threshold_minor = data["threshold"]["amount"]
-        rule.amount_minor = data["amount"]["amount"]
-        rule.payment_token = data["payment_token"]
-        rule.enabled = data["enabled"]
-        s.add(rule)
-        s.flush()
+        rule = auto_reload.set_auto_reload(
+            s, settings(), card, threshold_minor=data["threshold"]["amount"],
+            amount_minor=data["amount"]["amount"], payment_token=data["payment_token"],
+            enabled=data["enabled"],
+        )  # fmt: skip
         return auto_reload_out(rule)
 
     @blp.requires("customer")
@@ -314,11 +298,7 @@ class CardAutoReload(MethodView):
         """Turn auto-reload off and forget its saved payment token."""
         p = current_principal()
         s = session()
-        card = cards.owned_card(s, card_id, p.customer_id)
-        rule = s.get(AutoReload, card.id)
-        if rule is not None:
-            s.delete(rule)
-            s.flush()
+        auto_reload.turn_off_auto_reload(s, cards.owned_card(s, card_id, p.customer_id))
 
 
 @blp.route("/cards/<id:card_id>/nfc")
@@ -395,13 +375,7 @@ class MyPayCodes(MethodView):
 
 def holder_of(card: Card) -> dict | None:
     """What the till shows of the card's holder: a first name and the Stars, nothing more."""
-    if card.customer_id is None:
-        return None
-    customer = session().get(Customer, card.customer_id)
-    return {
-        "first_name": customer.name.split()[0] if customer.name.split() else "",
-        "stars": stars_balance(session(), customer),
-    }
+    return customers.first_name_and_stars(session(), card.customer_id)
 
 
 @blp.route("/pos/lookups")
@@ -441,7 +415,7 @@ class GiftCardSales(MethodView):
         cards.check_currency(data["amount"]["currency"])
         top_up = payments.top_up_at_till(
             s, card=card, amount=data["amount"]["amount"], tender=data["tender"],
-            store=s.get(Store, p.store_id), device_id=p.device_id, principal=p,
+            store=stores.load_store(s, p.store_id), device_id=p.device_id, principal=p,
             idempotency_key=g.idempotency_key,
         )  # fmt: skip
         how = "card_number" if "card_number" in data["card"] else "nfc_uid"

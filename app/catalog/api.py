@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import marshmallow as ma
 from flask.views import MethodView
-from sqlalchemy import select
 
 from app.cards.errors import CurrencyMismatch, InvalidNfcUid
 from app.cards.services import check_currency
@@ -103,13 +102,12 @@ class Products(MethodView):
     @blp.response(200, ProductPageSchema)
     def get(self, args):
         """The active catalog, newest first, a page at a time. Anyone."""
-        query = select(Product).where(Product.active).order_by(Product.id.desc())
-        below = decode_cursor(args["cursor"])
-        if below is not None:
-            query = query.where(Product.id < below)
-        if args["category"]:
-            query = query.where(Product.category == args["category"])
-        rows = list(session().scalars(query.limit(args["limit"] + 1)))
+        rows = catalog.active_products(
+            session(),
+            limit=args["limit"],
+            below=decode_cursor(args["cursor"]),
+            category=args["category"],
+        )
         page = rows[: args["limit"]]
         tags = catalog.tags_of(session(), [p.id for p in page])
         more = len(rows) > args["limit"]

@@ -8,7 +8,7 @@ from html import escape
 
 from flask import Blueprint, Response
 
-from app.catalog.models import Product
+from app.catalog import services as catalog
 from app.core.db import session
 from app.core.errors import NotFound
 
@@ -48,9 +48,10 @@ def tile_svg(name: str, category: str) -> str:
 
 @blp.route("/<id:product_id>.svg")
 def product_image(product_id: int):
-    product = session().get(Product, product_id)
-    if product is None:
-        raise NotFound("No such product.")
+    try:
+        product = catalog.load_product(session(), product_id)
+    except catalog.ProductNotFound:
+        raise NotFound("No such product.") from None
     response = Response(tile_svg(product.name, product.category), mimetype="image/svg+xml")
     response.cache_control.max_age = 3600
     return response

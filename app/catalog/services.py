@@ -97,6 +97,20 @@ def load_product(s: Session, product_id: int) -> Product:
     return product
 
 
+def active_products(
+    s: Session, *, limit: int, below: int | None = None, category: str | None = None
+) -> list[Product]:
+    """The products on sale, newest first: up to ``limit + 1`` (one more than asked, so the
+    caller knows whether a next page exists), each with an id below ``below``, and of
+    ``category`` when one is given."""
+    query = select(Product).where(Product.active).order_by(Product.id.desc())
+    if below is not None:
+        query = query.where(Product.id < below)
+    if category:
+        query = query.where(Product.category == category)
+    return list(s.scalars(query.limit(limit + 1)))
+
+
 _ACTIVE_BY_SKU = select(Product).where(
     Product.sku.in_(bindparam("skus", expanding=True)), Product.active
 )

@@ -140,9 +140,6 @@ def from_environment() -> dict:
         "KIOSK_SESSION_IDLE_S": _int("OMNICARD_KIOSK_SESSION_IDLE_S", 90),
         "KIOSK_PAIRING_CODE_TTL_S": _int("OMNICARD_KIOSK_PAIRING_CODE_TTL_S", 600),
         "KIOSK_SCREEN_TOKEN_TTL_S": _int("OMNICARD_KIOSK_SCREEN_TOKEN_TTL_S", 365 * 86400),
-        #: Kiosk suggestions: a shopper's purchases this many days apart count as bought
-        #: together.
-        "KIOSK_BOUGHT_TOGETHER_DAYS": _int("OMNICARD_KIOSK_BOUGHT_TOGETHER_DAYS", 7),
         #: The payment gateway for top-ups: ``sandbox`` behaves like a processor's test mode.
         "PAYMENT_GATEWAY": env.get("OMNICARD_PAYMENT_GATEWAY", "sandbox"),
     }

@@ -44,7 +44,6 @@ class Settings:
     kiosk_session_idle_s: int
     kiosk_pairing_code_ttl_s: int
     kiosk_screen_token_ttl_s: int
-    kiosk_bought_together_days: int
     webhook_backoff_base_s: float
     webhook_backoff_cap_s: float
     webhook_max_attempts: int

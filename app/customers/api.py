@@ -11,6 +11,7 @@ from app.cards.schemas import CardSchema, card_body
 from app.core.api import Blueprint
 from app.core.db import session
 from app.core.schemas import Schema
+from app.core.settings import settings
 from app.customers import services as customers
 from app.customers.models import Customer
 
@@ -27,16 +28,17 @@ class MeSchema(Schema):
 
 
 def me_body(customer: Customer) -> dict:
-    s = session()
-    currency = cards.currency()
+    s, current = session(), settings()
     return {
         "id": customer.id,
         "name": customer.name,
         "email": customer.email,
         "stars": customers.stars_balance(s, customer),
-        "tier": customers.tier_of(customer),
+        "tier": customers.tier_of(customer, current.gold_tier_stars),
         "cards": [
-            card_body(card, cards.card_balance(s, card), currency, cards.held_balance(s, card))
+            card_body(
+                card, cards.card_balance(s, card), current.currency, cards.held_balance(s, card)
+            )
             for card in cards.cards_of(s, customer.id)
         ],
     }
@@ -48,4 +50,4 @@ class Me(MethodView):
     @blp.response(200, MeSchema)
     def get(self):
         """The shopper: Stars, tier and every card with its balance."""
-        return me_body(session().get(Customer, current_principal().customer_id))
+        return me_body(customers.load_customer(session(), current_principal().customer_id))

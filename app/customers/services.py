@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import secrets
 
-from flask import current_app
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -13,11 +12,14 @@ from app.auth.passwords import hash_new_password
 from app.auth.services import email_in_use, issue_token, normalise_email
 from app.cards import services as cards
 from app.core.errors import ValidationFailed
+from app.core.settings import Settings
 from app.customers.models import Customer
 from app.ledger import services as ledger
 
 
-def sign_up(s: Session, *, email: str, password: str, name: str) -> tuple[str, Customer]:
+def sign_up(
+    s: Session, settings: Settings, *, email: str, password: str, name: str
+) -> tuple[str, Customer]:
     """A new shopper with an empty Stars balance and a primary digital card.
 
     Raises EmailTaken, ValidationFailed, WeakPassword.
@@ -27,7 +29,7 @@ def sign_up(s: Session, *, email: str, password: str, name: str) -> tuple[str, C
         raise ValidationFailed(fields={"email": ["Longer than 254 characters."]})
     if email_in_use(s, email):
         raise EmailTaken()
-    password_hash = hash_new_password(password, email=email, name=name)
+    password_hash = hash_new_password(password, email=email, name=name, settings=settings)
     try:
         with s.begin_nested():
             stars = ledger.open_account(
@@ -46,15 +48,28 @@ def sign_up(s: Session, *, email: str, password: str, name: str) -> tuple[str, C
     except IntegrityError:  # the same email, signing up at the same moment
         raise EmailTaken() from None
     cards.issue_card(s, kind="digital", customer_id=customer.id, primary=True)
-    token, _ = issue_token(
-        s, "customer", current_app.config["CUSTOMER_TOKEN_TTL_S"], customer_id=customer.id
-    )
+    token, _ = issue_token(s, "customer", settings.customer_token_ttl_s, customer_id=customer.id)
     return token, customer
 
 
-def tier_of(customer: Customer) -> str:
-    return "gold" if customer.lifetime_stars >= current_app.config["GOLD_TIER_STARS"] else "green"
+def load_customer(s: Session, customer_id: int) -> Customer:
+    """A shopper known to exist (a token's or a card's)."""
+    return s.get(Customer, customer_id)
+
+
+def tier_of(customer: Customer, gold_tier_stars: int) -> str:
+    return "gold" if customer.lifetime_stars >= gold_tier_stars else "green"
 
 
 def stars_balance(s: Session, customer: Customer) -> int:
     return ledger.balance_of(s, customer.stars_account_id)
+
+
+def first_name_and_stars(s: Session, customer_id: int | None) -> dict | None:
+    """What a till or a kiosk's screen may show of a shopper: a first name and the Stars,
+    nothing more (None for no shopper)."""
+    if customer_id is None:
+        return None
+    customer = load_customer(s, customer_id)
+    first = customer.name.split()
+    return {"first_name": first[0] if first else "", "stars": stars_balance(s, customer)}

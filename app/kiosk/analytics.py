@@ -62,6 +62,18 @@ class Scope:
         return datetime.combine(self.last + timedelta(days=1), time(), UTC)
 
 
+def _own_store_id(s: Session, principal: Principal) -> int | None:
+    return s.scalar(select(Staff.store_id).where(Staff.id == principal.staff_id))
+
+
+def stores_open_to(s: Session, principal: Principal) -> list[Store]:
+    """The stores whose analytics a staff member may ask for, by name: every store for an
+    admin, else their own."""
+    if principal.role == "admin":
+        return list(s.scalars(select(Store).order_by(Store.name, Store.id)))
+    return list(s.scalars(select(Store).where(Store.id == _own_store_id(s, principal))))
+
+
 def scope_for(
     s: Session,
     principal: Principal,
@@ -77,7 +89,7 @@ def scope_for(
     if principal.kind != "staff":
         raise NotYourStore()
     if principal.role != "admin":
-        own = s.scalar(select(Staff.store_id).where(Staff.id == principal.staff_id))
+        own = _own_store_id(s, principal)
         if own is None or (store_id is not None and store_id != own):
             raise NotYourStore()
         store_id = own

@@ -10,6 +10,7 @@ from app.catalog.services import ProductNotFound
 from app.core.api import Blueprint
 from app.core.db import session
 from app.core.errors import ValidationFailed
+from app.core.settings import settings
 from app.kiosk import services as kiosk
 from app.kiosk.errors import (
     KioskSessionNotFound,
@@ -27,6 +28,7 @@ from app.kiosk.schemas import (
     TimelineArgsSchema,
     TimelineSchema,
 )
+from app.stores import services as stores
 from app.stores.models import Device
 
 blp = Blueprint(
@@ -35,7 +37,7 @@ blp = Blueprint(
 
 
 def _kiosk() -> Device:
-    return session().get(Device, current_principal().device_id)
+    return stores.load_device(session(), current_principal().device_id)
 
 
 @blp.route("/kiosk/taps")
@@ -61,7 +63,8 @@ class Taps(MethodView):
             texts=tuple(data["texts"]),
             unreadable=data["unreadable"],
         )
-        tap, screen = kiosk.record_tap(session(), _kiosk(), read)
+        idle_s = settings().kiosk_session_idle_s
+        tap, screen = kiosk.record_tap(session(), _kiosk(), read, idle_s=idle_s)
         return {"tap": tap, "screen": screen}
 
 
@@ -72,7 +75,8 @@ class PairingCodes(MethodView):
     def post(self):
         """A one-use code, valid for ten minutes, that pairs a screen to this kiosk: staff
         type it on the screen's pairing page."""
-        code, row = kiosk.new_pairing_code(session(), _kiosk())
+        ttl_s = settings().kiosk_pairing_code_ttl_s
+        code, row = kiosk.new_pairing_code(session(), _kiosk(), ttl_s)
         return {"code": code, "expires_at": row.expires_at}
 
 
@@ -91,6 +95,7 @@ class SaveForLater(MethodView):
             device_id=p.device_id,
             kiosk_session_id=data["session_id"],
             product_id=data["product_id"],
+            idle_s=settings().kiosk_session_idle_s,
         )
         [item] = [i for i in kiosk.saved_of(session(), saved.customer_id)
                   if i["product"]["id"] == saved.product_id]  # fmt: skip

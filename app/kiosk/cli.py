@@ -6,6 +6,7 @@ from flask import Flask
 from flask.cli import AppGroup
 
 from app.core.db import session
+from app.core.settings import settings
 from app.kiosk import services as kiosk
 from app.stores.models import Device
 
@@ -20,7 +21,7 @@ def pairing_code_command(device_id: int) -> None:
     device = s.get(Device, device_id)
     if device is None or device.kind != "kiosk" or not device.active:
         raise click.BadParameter(f"no active kiosk with id {device_id}", param_hint="DEVICE_ID")
-    code, row = kiosk.new_pairing_code(s, device)
+    code, row = kiosk.new_pairing_code(s, device, settings().kiosk_pairing_code_ttl_s)
     s.commit()
     click.echo(f"{code}  (kiosk {device.id} {device.name!r}, until {row.expires_at:%H:%M} UTC)")
 

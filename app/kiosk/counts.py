@@ -6,7 +6,7 @@ are recorded, so that a suggestion is a few indexed reads.
   session and pair).
 - A sale, soon after it commits (``count_new_sales``): the units sold in the store, and one
   ``bought`` for every pair of products in it, and for every product in it with each product
-  the same shopper bought in the ``KIOSK_BOUGHT_TOGETHER_DAYS`` before (once per sale and
+  the same shopper bought in the ``BOUGHT_TOGETHER_DAYS`` before (once per sale and
   pair).
 
 ``recount`` computes the same numbers from the whole history (for data that was there
@@ -20,23 +20,16 @@ from collections.abc import Iterable
 from datetime import timedelta
 from itertools import combinations
 
-from flask import has_app_context
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from app.core.settings import settings
 from app.kiosk.models import KioskTap, ProductPairCount, ProductStoreCount
 from app.kiosk.ranking import BOUGHT_WEIGHT, TAPPED_WEIGHT
 from app.sales.models import Sale, SaleLine
 
-DEFAULT_BOUGHT_TOGETHER_DAYS = 7
-
-
-def bought_together_days() -> int:
-    if has_app_context():
-        return settings().kiosk_bought_together_days
-    return DEFAULT_BOUGHT_TOGETHER_DAYS
+#: A shopper's purchases this many days apart count as bought together.
+BOUGHT_TOGETHER_DAYS = 7
 
 
 def _insert(s: Session, model):
@@ -157,7 +150,7 @@ def _pairs_of_new_sales(s: Session, new) -> Counter:
     only: a product was bought in the days before a later sale exactly when its latest
     purchase was. So the work grows with the new sales and their shoppers' products, not
     with how often those shoppers bought them."""
-    days = bought_together_days()
+    days = BOUGHT_TOGETHER_DAYS
     shoppers = {sale.customer_id for sale in new if sale.customer_id is not None}
     first = min(sale.created_at for sale in new)
     last = max(sale.created_at for sale in new)
@@ -266,7 +259,7 @@ def recount(s: Session) -> None:
             .order_by(Sale.customer_id, Sale.created_at, Sale.id)
             .execution_options(yield_per=20_000)
         ),
-        bought_together_days(),
+        BOUGHT_TOGETHER_DAYS,
     )
     _insert_all(s, tapped, bought, taps_per_store, sold_per_store)
     s.execute(update(Sale).where(Sale.kiosk_counted.is_(False)).values(kiosk_counted=True))

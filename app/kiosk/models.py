@@ -111,7 +111,7 @@ class ProductPairCount(Base):
     product_id: Mapped[int] = mapped_column(ForeignKey("products.id"), primary_key=True)
     other_id: Mapped[int] = mapped_column(ForeignKey("products.id"), primary_key=True)
     #: Sales holding both, plus sales of one to a shopper who bought the other within
-    #: KIOSK_BOUGHT_TOGETHER_DAYS before.
+    #: app.kiosk.counts.BOUGHT_TOGETHER_DAYS before.
     bought: Mapped[int] = mapped_column(BigInteger, default=0)
     #: Kiosk sessions in which both were tapped.
     tapped: Mapped[int] = mapped_column(BigInteger, default=0)

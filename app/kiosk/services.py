@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import unquote, urlsplit
 
-from flask import current_app
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -32,7 +31,6 @@ from app.core import throttle
 from app.core.schemas import money
 from app.core.types import utcnow
 from app.customers import services as customers
-from app.customers.models import Customer
 from app.events.outbox import emit
 from app.kiosk import counts
 from app.kiosk.errors import (
@@ -165,13 +163,10 @@ def _carried(s: Session, product_id: int, store_id: int) -> bool | None:
 # -- taps and kiosk sessions ------------------------------------------------------------------
 
 
-def idle_s() -> int:
-    return current_app.config["KIOSK_SESSION_IDLE_S"]
-
-
-def record_tap(s: Session, device: Device, read: TapRead) -> tuple[KioskTap, dict]:
+def record_tap(s: Session, device: Device, read: TapRead, *, idle_s: int) -> tuple[KioskTap, dict]:
     """Record a tap (once per ``tap_ref``: a replay gives the tap already recorded), put it in
-    its kiosk session, and tell the kiosk's screen: (the tap, the screen's payload)."""
+    its kiosk session (a new one after ``idle_s`` without a tap), and tell the kiosk's screen:
+    (the tap, the screen's payload)."""
     existing = _tap_by_ref(s, device.id, read.tap_ref)
     if existing is not None:
         return existing, screen_for(s, existing)
@@ -184,7 +179,7 @@ def record_tap(s: Session, device: Device, read: TapRead) -> tuple[KioskTap, dic
     tapped_at = min(read.tapped_at, now)  # a kiosk whose clock runs ahead
     resolved = resolve(s, read, device.store_id)
     joining = resolved.card.customer_id if resolved.kind == "card" else None
-    kiosk_session = _session_for(s, device, tapped_at, joining)
+    kiosk_session = _session_for(s, device, tapped_at, joining, idle_s)
     tap = KioskTap(
         device_id=device.id,
         store_id=device.store_id,
@@ -218,12 +213,12 @@ def _tap_by_ref(s: Session, device_id: int, tap_ref: str) -> KioskTap | None:
 
 
 def _session_for(
-    s: Session, device: Device, tapped_at: datetime, joining: int | None
+    s: Session, device: Device, tapped_at: datetime, joining: int | None, idle_s: int
 ) -> KioskSession:
     """The kiosk session a tap at ``tapped_at`` falls into: the kiosk's latest unless it has
-    been idle for ``KIOSK_SESSION_IDLE_S`` (or another shopper's card starts one of their
-    own), then a new one. ``joining``: the shopper whose card this tap is."""
-    idle = timedelta(seconds=idle_s())
+    been idle for ``idle_s`` (or another shopper's card starts one of their own), then a new
+    one. ``joining``: the shopper whose card this tap is."""
+    idle = timedelta(seconds=idle_s)
     latest = s.scalar(
         select(KioskSession)
         .where(KioskSession.device_id == device.id)
@@ -255,15 +250,15 @@ def _session_for(
     return started
 
 
-def session_is_over(s: Session, kiosk_session: KioskSession) -> bool:
-    """Over when a later tap ended it, or no tap reached the server for the idle time (the
+def session_is_over(s: Session, kiosk_session: KioskSession, idle_s: int) -> bool:
+    """Over when a later tap ended it, or no tap reached the server for ``idle_s`` (the
     server's own clock: a kiosk's may be off)."""
     if kiosk_session.ended_at is not None:
         return True
     last_received = s.scalar(
         select(func.max(KioskTap.received_at)).where(KioskTap.kiosk_session_id == kiosk_session.id)
     )
-    return last_received is None or utcnow() - last_received > timedelta(seconds=idle_s())
+    return last_received is None or utcnow() - last_received > timedelta(seconds=idle_s)
 
 
 # -- what the screen shows ----------------------------------------------------------------------
@@ -300,6 +295,19 @@ def stock_at(s: Session, product_ids: list[int], store_id: int) -> dict[int, boo
         )
     )
     return dict(rows.all())
+
+
+def featured_products(s: Session, store_id: int, limit: int) -> list[Product]:
+    """Up to ``limit`` of the store's products in stock, oldest first: the attract loop's."""
+    return list(
+        s.scalars(
+            select(Product)
+            .join(StoreProduct, StoreProduct.product_id == Product.id)
+            .where(StoreProduct.store_id == store_id, StoreProduct.in_stock, Product.active)
+            .order_by(Product.id)
+            .limit(limit)
+        )
+    )
 
 
 def picture_of(product: Product) -> str:
@@ -381,18 +389,6 @@ def category_view(s: Session, category: str, *, store_id: int, customer_id: int 
     }
 
 
-def shopper_view(s: Session, customer_id: int | None) -> dict | None:
-    """What a public screen may show of a shopper: a first name and the Stars."""
-    if customer_id is None:
-        return None
-    customer = s.get(Customer, customer_id)
-    first = (customer.name or "").split()
-    return {
-        "first_name": first[0] if first else "",
-        "stars": customers.stars_balance(s, customer),
-    }
-
-
 def session_product_ids(s: Session, kiosk_session_id: int, up_to_tap_id: int) -> list[int]:
     """The products tapped in the session up to this tap, latest first, each once."""
     rows = s.scalars(
@@ -418,7 +414,7 @@ def screen_for(s: Session, tap: KioskTap, resolved: Resolved | None = None) -> d
         "view": view,
         "session_id": tap.kiosk_session_id,
         "tap_id": tap.id,
-        "shopper": shopper_view(s, customer_id),
+        "shopper": customers.first_name_and_stars(s, customer_id),
         "product": None,
         "category": None,
         "suggestions": [],
@@ -464,14 +460,14 @@ def _code_hash(code: str) -> str:
     return hashlib.sha256(normal.encode()).hexdigest()
 
 
-def new_pairing_code(s: Session, device: Device) -> tuple[str, KioskPairingCode]:
-    """A one-use code, ``ABC-123``, that pairs a screen to this kiosk for a few minutes."""
+def new_pairing_code(s: Session, device: Device, ttl_s: int) -> tuple[str, KioskPairingCode]:
+    """A one-use code, ``ABC-123``, that pairs a screen to this kiosk for ``ttl_s``."""
     raw = "".join(secrets.choice(PAIRING_ALPHABET) for _ in range(6))
     code = f"{raw[:3]}-{raw[3:]}"
     row = KioskPairingCode(
         code_hash=_code_hash(code),
         device_id=device.id,
-        expires_at=utcnow() + timedelta(seconds=current_app.config["KIOSK_PAIRING_CODE_TTL_S"]),
+        expires_at=utcnow() + timedelta(seconds=ttl_s),
     )
     s.add(row)
     s.flush()
@@ -483,11 +479,12 @@ PAIRING_MAX_FAILURES = 10
 PAIRING_WINDOW_S = 15 * 60
 
 
-def pair_screen(s: Session, code: str, *, client_ip: str | None = None) -> str:
+def pair_screen(s: Session, code: str, token_ttl_s: int, *, client_ip: str | None = None) -> str:
     """Use a pairing code: the new ``kiosk_screen`` login token of its kiosk (for the
-    ``omnicard_kiosk`` cookie). Case, spaces and the dash do not matter. Given the client's
-    address (a page's request), wrong codes from it are counted and, past a few, refused
-    for a while before they are even looked at (a failure is committed at once).
+    ``omnicard_kiosk`` cookie), good for ``token_ttl_s``. Case, spaces and the dash do not
+    matter. Given the client's address (a page's request), wrong codes from it are counted
+    and, past a few, refused for a while before they are even looked at (a failure is
+    committed at once).
 
     Raises PairingCodeInvalid (unknown, used, expired, or its kiosk retired),
     TooManyAttempts."""
@@ -497,14 +494,14 @@ def pair_screen(s: Session, code: str, *, client_ip: str | None = None) -> str:
                              PAIRING_MAX_FAILURES, PAIRING_WINDOW_S)  # fmt: skip
         throttle.refuse_if_over(s, own)
     try:
-        return _pair(s, code)
+        return _pair(s, code, token_ttl_s)
     except PairingCodeInvalid:
         if own is not None:
             throttle.record_failure(s, own)
         raise
 
 
-def _pair(s: Session, code: str) -> str:
+def _pair(s: Session, code: str, token_ttl_s: int) -> str:
     now = utcnow()
     row = s.scalar(
         select(KioskPairingCode)
@@ -523,9 +520,7 @@ def _pair(s: Session, code: str) -> str:
     )
     if used.rowcount != 1:
         raise PairingCodeInvalid()
-    token, _ = issue_token(
-        s, "kiosk_screen", current_app.config["KIOSK_SCREEN_TOKEN_TTL_S"], device_id=device.id
-    )
+    token, _ = issue_token(s, "kiosk_screen", token_ttl_s, device_id=device.id)
     return token
 
 
@@ -545,16 +540,16 @@ def screens_of(s: Session, device_id: int) -> list[AuthToken]:
 
 
 def save_for_later(
-    s: Session, *, device_id: int, kiosk_session_id: int, product_id: int
+    s: Session, *, device_id: int, kiosk_session_id: int, product_id: int, idle_s: int
 ) -> SavedProduct:
     """Save the product for the kiosk session's shopper (again: it moves to the top), and
-    tell the shopper's website.
+    tell the shopper's website. A session idle for ``idle_s`` is over.
 
     Raises KioskSessionNotFound (not this kiosk's), SessionOver, NoShopper, ProductNotFound."""
     kiosk_session = s.get(KioskSession, kiosk_session_id)
     if kiosk_session is None or kiosk_session.device_id != device_id:
         raise KioskSessionNotFound(session_id=kiosk_session_id)
-    if session_is_over(s, kiosk_session):
+    if session_is_over(s, kiosk_session, idle_s):
         raise SessionOver(session_id=kiosk_session_id)
     if kiosk_session.customer_id is None:
         raise NoShopper(session_id=kiosk_session_id)

@@ -14,9 +14,8 @@ from app.cards.errors import (
     CustomerNotIdentified,
     PayCodeInvalid,
 )
-from app.cards.models import Card
 from app.cards.schemas import HolderSchema
-from app.cards.services import check_currency
+from app.cards.services import check_currency, load_card
 from app.core.api import Blueprint
 from app.core.db import session
 from app.core.schemas import MoneyOutSchema, MoneySchema, Schema, money
@@ -79,7 +78,7 @@ class AllowanceSchema(Schema):
 
 
 def allowance_body(allowance: OfflineAllowance) -> dict:
-    card = session().get(Card, allowance.card_id)
+    card = load_card(session(), allowance.card_id)
     c = allowance.currency
     return {
         "id": allowance.id,

@@ -5,14 +5,15 @@ from __future__ import annotations
 import marshmallow as ma
 from flask.views import MethodView
 
+from app.auth import services as auth
 from app.auth.api import StaffSchema, staff_body
-from app.auth.models import Staff
 from app.auth.principal import current_principal
 from app.cards.errors import CurrencyMismatch
 from app.cards.services import check_currency
 from app.core.api import Blueprint
 from app.core.db import session
 from app.core.schemas import MAX_AMOUNT_MINOR, MoneyOutSchema, MoneySchema, Schema, money
+from app.core.settings import settings
 from app.sales.api import StoreNameSchema
 from app.shifts import services as shifts
 from app.shifts.errors import NoOpenShift, ShiftClosed, ShiftNotFound, ShiftOpen
@@ -88,7 +89,7 @@ def shift_body(shift: Shift) -> dict:
         "id": shift.id,
         "device_id": shift.device_id,
         "store_id": shift.store_id,
-        "cashier": staff_body(session().get(Staff, shift.cashier_id)),
+        "cashier": staff_body(auth.load_staff(session(), shift.cashier_id)),
         "opened_at": shift.opened_at,
         "float": money(shift.float_minor, shift.currency),
         "status": shift.status,
@@ -108,9 +109,10 @@ class Shifts(MethodView):
         """Open a shift at this till with the cash float in the drawer. One open shift per
         till: `shift_open` names the open one in `details.shift_id`."""
         check_currency(data["float"]["currency"])
-        return shift_body(
-            shifts.open_shift(session(), current_principal(), data["float"]["amount"])
+        shift = shifts.open_shift(
+            session(), current_principal(), data["float"]["amount"], currency=settings().currency
         )
+        return shift_body(shift)
 
 
 @blp.route("/pos/shifts/current")

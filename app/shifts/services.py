@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session
 from app.auth import services as auth
 from app.auth.models import Staff
 from app.auth.principal import Principal
-from app.cards.services import currency
 from app.core.schemas import money
 from app.core.types import utcnow
 from app.payments.models import TopUp
@@ -54,8 +53,10 @@ def joining_open_shift(device_id):
     )
 
 
-def open_shift(s: Session, principal: Principal, float_minor: int) -> Shift:
-    """Raises ShiftOpen (with the open shift's id) when the till has one already."""
+def open_shift(s: Session, principal: Principal, float_minor: int, *, currency: str) -> Shift:
+    """A shift at the principal's till, its float in ``currency`` (the retailer's).
+
+    Raises ShiftOpen (with the open shift's id) when the till has one already."""
     earlier = open_shift_id(s, principal.device_id)
     if earlier is not None:
         raise ShiftOpen(shift_id=earlier)
@@ -63,7 +64,7 @@ def open_shift(s: Session, principal: Principal, float_minor: int) -> Shift:
         store_id=principal.store_id,
         device_id=principal.device_id,
         cashier_id=principal.staff_id,
-        currency=currency(),
+        currency=currency,
         float_minor=float_minor,
         status="open",
         opened_at=utcnow(),

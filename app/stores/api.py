@@ -10,6 +10,7 @@ from app.core.api import Blueprint
 from app.core.db import session
 from app.core.errors import Conflict
 from app.core.schemas import Id, Schema, Text
+from app.core.settings import settings
 from app.stores import services as stores
 from app.stores.services import DeviceNotFound, StoreNotFound
 
@@ -78,7 +79,7 @@ class AdminStores(MethodView):
         s = session()
         try:
             with s.begin_nested():
-                return stores.create_store(s, **data)
+                return stores.create_store(s, currency=settings().currency, **data)
         except IntegrityError:
             raise StoreCodeTaken() from None
 

@@ -6,7 +6,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.auth.services import new_device_secret
-from app.cards.services import currency
 from app.core.errors import NotFound
 from app.ledger import services as ledger
 from app.stores.models import Device, Store
@@ -22,16 +21,16 @@ class DeviceNotFound(NotFound):
     message = "No such device."
 
 
-def create_store(s: Session, *, code: str, name: str, address: str = "") -> Store:
-    """A store with its own hot accounts for takings, cash and bank-card payments."""
-    unit = currency()
+def create_store(s: Session, *, code: str, name: str, currency: str, address: str = "") -> Store:
+    """A store with its own hot accounts for takings, cash and bank-card payments, in
+    ``currency`` (the retailer's)."""
 
     def account(suffix: str, title: str, type_: str) -> int:
         return ledger.open_account(
             s,
             code=f"store:{code}:{suffix}",
             name=f"{name}: {title}",
-            unit=unit,
+            unit=currency,
             type=type_,
             hot=True,
         ).id
@@ -61,11 +60,17 @@ def register_device(s: Session, *, store_id: int, kind: str, name: str) -> tuple
     return device, secret
 
 
-def deactivate_device(s: Session, device_id: int) -> Device:
+def load_device(s: Session, device_id: int) -> Device:
     """Raises DeviceNotFound."""
     device = s.get(Device, device_id)
     if device is None:
         raise DeviceNotFound()
+    return device
+
+
+def deactivate_device(s: Session, device_id: int) -> Device:
+    """Raises DeviceNotFound."""
+    device = load_device(s, device_id)
     device.active = False
     s.flush()
     return device

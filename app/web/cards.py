@@ -5,11 +5,12 @@ shows nothing but "no such card"."""
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app
+from flask import Blueprint
 
 from app.cards import services as cards
 from app.cards.errors import CardNotFound
 from app.core.db import session
+from app.core.settings import settings
 from app.web import session as web_session
 from app.web.pages import render_page, signed_in_or_login
 
@@ -29,12 +30,12 @@ def card(card_id: int):
         cards.owned_card(session(), card_id, web_session.signed_in_customer_id())
     except CardNotFound:
         return render_page("web/card_missing.html"), 404
-    cfg = current_app.config
+    current = settings()
     page = {
         "card_id": card_id,
-        "currency": cfg["CURRENCY"],
-        "top_up_min": cfg["TOPUP_MIN_MINOR"],
-        "top_up_max": cfg["TOPUP_MAX_MINOR"],
+        "currency": current.currency,
+        "top_up_min": current.topup_min_minor,
+        "top_up_max": current.topup_max_minor,
     }
     return render_page("web/card.html", card_id=card_id, page=page)
 

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import marshmallow as ma
 from flask import Blueprint, current_app, g, jsonify, request
-from sqlalchemy import select
 
 from app.auth import browser
 from app.auth.principal import TOKEN_PREFIX, resolve_token
-from app.catalog.models import Product, StoreProduct
 from app.core.db import session
+from app.core.settings import settings
 from app.kiosk import services as kiosk
 from app.web import session as web_session
 from app.web.pages import json_body, render_page
@@ -45,16 +44,9 @@ def paired_screen():
 
 def featured_products(store_id: int) -> list[dict]:
     """A few of the store's products in stock, for the attract loop."""
-    products = session().scalars(
-        select(Product)
-        .join(StoreProduct, StoreProduct.product_id == Product.id)
-        .where(StoreProduct.store_id == store_id, StoreProduct.in_stock, Product.active)
-        .order_by(Product.id)
-        .limit(FEATURED)
-    )
     return [
         {"id": p.id, "name": p.name, "image_url": picture_url(p), **price_now(p, None)}
-        for p in products
+        for p in kiosk.featured_products(session(), store_id, FEATURED)
     ]
 
 
@@ -63,7 +55,7 @@ def screen():
     principal = paired_screen()
     data = {
         "paired": principal is not None,
-        "idle_s": current_app.config["KIOSK_SESSION_IDLE_S"],
+        "idle_s": settings().kiosk_session_idle_s,
         "featured": featured_products(principal.store_id) if principal else [],
     }
     csrf = browser.csrf_for_session(browser.kiosk_token_from_cookie()) if principal else None
@@ -78,10 +70,11 @@ def pair():
     web_session.check_anonymous_csrf()
     data = json_body(PairSchema())
     ip = request.remote_addr or "unknown"
-    token = kiosk.pair_screen(session(), data["code"], client_ip=ip)
+    ttl_s = settings().kiosk_screen_token_ttl_s
+    token = kiosk.pair_screen(session(), data["code"], ttl_s, client_ip=ip)
     response = jsonify(redirect="/kiosk")
     response.set_cookie(
-        browser.KIOSK_COOKIE, token, max_age=current_app.config["KIOSK_SCREEN_TOKEN_TTL_S"],
+        browser.KIOSK_COOKIE, token, max_age=ttl_s,
         httponly=True, samesite="Lax", secure=bool(current_app.config["SECURE_COOKIES"]),
         path="/",
     )  # fmt: skip

@@ -20,6 +20,7 @@ from app.auth.errors import Unauthenticated
 from app.auth.principal import current_principal
 from app.core.db import session
 from app.core.errors import MalformedJson, ValidationFailed
+from app.core.settings import settings
 from app.customers import services as customers
 from app.web import i18n
 from app.web import session as web_session
@@ -104,8 +105,11 @@ def start_session():
     if data["account"] != "shopper":
         raise ValidationFailed(fields={"account": ["The website is for shoppers."]})
     ip = request.remote_addr or "unknown"
-    token, _ = auth.log_in_customer(session(), data["email"], data["password"], ip)
-    return web_session.start_session(jsonify(redirect=safe_next(data["next"])), token)
+    current = settings()
+    token, _ = auth.log_in_customer(session(), current, data["email"], data["password"], ip)
+    return web_session.start_session(
+        jsonify(redirect=safe_next(data["next"])), token, ttl_s=current.customer_token_ttl_s
+    )
 
 
 @blp.post("/signup")
@@ -113,8 +117,10 @@ def create_account():
     """Sign up from the website: the same as ``POST /v1/auth/signup``, with the cookie."""
     web_session.check_anonymous_csrf()
     data = json_body(SignupSchema())
-    token, _ = customers.sign_up(session(), **data)
-    return web_session.start_session(jsonify(redirect="/"), token), 201
+    current = settings()
+    token, _ = customers.sign_up(session(), current, **data)
+    answer = jsonify(redirect="/")
+    return web_session.start_session(answer, token, ttl_s=current.customer_token_ttl_s), 201
 
 
 @blp.post("/logout")

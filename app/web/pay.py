@@ -8,12 +8,13 @@ it (app.web.barcodes), so the code travels in a POST answer and never in an addr
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 
 from app.auth.principal import current_principal, forbidden
 from app.cards import services as cards
 from app.core.db import session
 from app.core.schemas import Id, Schema, money
+from app.core.settings import settings
 from app.core.types import utcnow
 from app.web import barcodes
 from app.web.pages import json_body, render_page, signed_in_or_login
@@ -35,19 +36,17 @@ TEST_CARDS = (
 def top_up(card_id: int):
     """The card itself is read by the page's script, so another shopper's card id shows the
     API's 'no such card' and nothing of the card."""
-    cfg = current_app.config
-    quick = [
-        q for q in QUICK_TOP_UPS_MINOR if cfg["TOPUP_MIN_MINOR"] <= q <= cfg["TOPUP_MAX_MINOR"]
-    ]
+    current = settings()
+    low, high = current.topup_min_minor, current.topup_max_minor
     return signed_in_or_login() or render_page(
         "web/topup.html",
         test_cards=TEST_CARDS,
         page_data={
             "card_id": card_id,
-            "currency": cards.currency(),
-            "minimum": cfg["TOPUP_MIN_MINOR"],
-            "maximum": cfg["TOPUP_MAX_MINOR"],
-            "quick": quick,
+            "currency": current.currency,
+            "minimum": low,
+            "maximum": high,
+            "quick": [q for q in QUICK_TOP_UPS_MINOR if low <= q <= high],
         },
     )
 
@@ -80,7 +79,7 @@ def pay_code():
         card_id=card.id,
         expires_at=issued.expires_at.isoformat().replace("+00:00", "Z"),
         expires_in_s=max(0, int((issued.expires_at - utcnow()).total_seconds())),
-        balance=money(cards.card_balance(s, card), cards.currency()),
+        balance=money(cards.card_balance(s, card), settings().currency),
         qr=barcodes.data_url(barcodes.qr_svg(code)),
         barcode=barcodes.data_url(barcodes.code128_svg(code)),
     )

@@ -59,9 +59,8 @@ def check_anonymous_csrf() -> None:
     browser.check_csrf(browser.request_csrf_cookie())
 
 
-def start_session(response: Response, token: str, *, ttl_s: int | None = None) -> Response:
-    """Keep ``token`` (a shopper's login; a staff login with its ``ttl_s``) in the cookie."""
-    ttl_s = ttl_s or current_app.config["CUSTOMER_TOKEN_TTL_S"]
+def start_session(response: Response, token: str, *, ttl_s: int) -> Response:
+    """Keep ``token`` (a shopper's or a staff login, good for ``ttl_s``) in the cookie."""
     response.set_cookie(
         browser.SESSION_COOKIE, token, max_age=ttl_s,
         httponly=True, samesite="Lax", secure=_secure(), path="/",

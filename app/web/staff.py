@@ -10,8 +10,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import marshmallow as ma
-from flask import Blueprint, current_app, jsonify, redirect, request, url_for
-from sqlalchemy import select
+from flask import Blueprint, jsonify, redirect, request, url_for
 
 from app.auth import services as auth
 from app.auth.api import LoginSchema
@@ -20,8 +19,8 @@ from app.auth.principal import allow_staff_cookie, current_principal
 from app.auth.services import revoke
 from app.core.db import session
 from app.core.errors import ValidationFailed
+from app.core.settings import settings
 from app.kiosk import analytics
-from app.stores.models import Store
 from app.web import session as web_session
 from app.web.pages import json_body, render_page, safe_next
 
@@ -54,9 +53,10 @@ def start_session():
     web_session.check_anonymous_csrf()
     data = json_body(StaffLoginSchema())
     ip = request.remote_addr or "unknown"
-    token, _ = auth.log_in_staff(session(), data["email"], data["password"], ip)
+    current = settings()
+    token, _ = auth.log_in_staff(session(), current, data["email"], data["password"], ip)
     answer = jsonify(redirect=safe_next(data["next"], "/staff/analytics"))
-    return web_session.start_session(answer, token, ttl_s=current_app.config["STAFF_TOKEN_TTL_S"])
+    return web_session.start_session(answer, token, ttl_s=current.staff_token_ttl_s)
 
 
 @blp.post("/staff/logout")
@@ -129,13 +129,7 @@ def analytics_page():
     principal = current_principal()
     s = session()
     today = datetime.now(UTC).date()
-    if principal.role == "admin":
-        stores = list(s.scalars(select(Store).order_by(Store.name, Store.id)))
-    else:
-        from app.auth.models import Staff
-
-        own = s.scalar(select(Staff.store_id).where(Staff.id == principal.staff_id))
-        stores = list(s.scalars(select(Store).where(Store.id == own)))
+    stores = analytics.stores_open_to(s, principal)
     error = None
     try:
         scope = analytics.scope_for(

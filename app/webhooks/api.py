@@ -5,7 +5,6 @@ from __future__ import annotations
 import marshmallow as ma
 from flask import Flask
 from flask.views import MethodView
-from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from app.auth.principal import current_principal
@@ -15,7 +14,7 @@ from app.core.schemas import List, PageArgsSchema, Schema, Text, Url, decode_cur
 from app.events.api import run_beside_hub
 from app.events.changes import EVENT_TYPES
 from app.webhooks import services as webhooks
-from app.webhooks.models import Webhook, WebhookAttempt, WebhookDelivery
+from app.webhooks.models import WebhookAttempt, WebhookDelivery
 from app.webhooks.services import DeliveryNotFound, WebhookNotFound
 from app.webhooks.worker import WebhookWorker
 
@@ -108,7 +107,7 @@ class Webhooks(MethodView):
     @blp.response(200, WebhookListSchema)
     def get(self):
         """Every webhook."""
-        return {"items": list(session().scalars(select(Webhook).order_by(Webhook.id)))}
+        return {"items": webhooks.every_webhook(session())}
 
 
 @blp.route("/webhooks/<id:webhook_id>")
@@ -118,7 +117,7 @@ class WebhookView(MethodView):
     @blp.errors(WebhookNotFound)
     def delete(self, webhook_id):
         """Switch a webhook off: nothing new is queued for it, and what waits is dropped."""
-        webhooks.load(session(), webhook_id).active = False
+        webhooks.switch_off(session(), webhook_id)
 
 
 @blp.route("/webhooks/<id:webhook_id>/deliveries")
@@ -131,27 +130,13 @@ class Deliveries(MethodView):
         """Deliveries with every attempt, newest first, a page at a time."""
         s = session()
         webhooks.load(s, webhook_id)
-        query = (
-            select(WebhookDelivery)
-            .where(WebhookDelivery.webhook_id == webhook_id)
-            .order_by(WebhookDelivery.id.desc())
-            .limit(args["limit"] + 1)
+        rows = webhooks.deliveries(
+            s, webhook_id, limit=args["limit"], below=decode_cursor(args["cursor"])
         )
-        below = decode_cursor(args["cursor"])
-        if below is not None:
-            query = query.where(WebhookDelivery.id < below)
-        rows = list(s.scalars(query))
         page = rows[: args["limit"]]
-        attempts: dict[int, list] = {d.id: [] for d in page}
-        for a in s.scalars(
-            select(WebhookAttempt)
-            .where(WebhookAttempt.delivery_id.in_(list(attempts)))
-            .order_by(WebhookAttempt.id)
-        ):
-            attempts[a.delivery_id].append(a)
         return {
-            "items": [delivery_body(d, attempts[d.id]) for d in page],
-            "next_cursor": str(page[-1].id) if len(rows) > args["limit"] else None,
+            "items": [delivery_body(d, attempts) for d, attempts in page],
+            "next_cursor": str(page[-1][0].id) if len(rows) > args["limit"] else None,
         }
 
 

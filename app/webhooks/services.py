@@ -273,3 +273,39 @@ def load(s: Session, webhook_id: int) -> Webhook:
     if hook is None:
         raise WebhookNotFound()
     return hook
+
+
+def every_webhook(s: Session) -> list[Webhook]:
+    return list(s.scalars(select(Webhook).order_by(Webhook.id)))
+
+
+def switch_off(s: Session, webhook_id: int) -> Webhook:
+    """Nothing new is queued for it, and what waits is dropped. Raises WebhookNotFound."""
+    hook = load(s, webhook_id)
+    hook.active = False
+    return hook
+
+
+def deliveries(
+    s: Session, webhook_id: int, *, limit: int, below: int | None = None
+) -> list[tuple[WebhookDelivery, list[WebhookAttempt]]]:
+    """The webhook's deliveries, newest first, each with its attempts (oldest first): up to
+    ``limit + 1`` (one more than asked, so the caller knows whether a next page exists),
+    each with an id below ``below``."""
+    query = (
+        select(WebhookDelivery)
+        .where(WebhookDelivery.webhook_id == webhook_id)
+        .order_by(WebhookDelivery.id.desc())
+        .limit(limit + 1)
+    )
+    if below is not None:
+        query = query.where(WebhookDelivery.id < below)
+    rows = list(s.scalars(query))
+    attempts: dict[int, list[WebhookAttempt]] = {d.id: [] for d in rows[:limit]}
+    for a in s.scalars(
+        select(WebhookAttempt)
+        .where(WebhookAttempt.delivery_id.in_(list(attempts)))
+        .order_by(WebhookAttempt.id)
+    ):
+        attempts[a.delivery_id].append(a)
+    return [(d, attempts.get(d.id, [])) for d in rows]

@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 
 from app.cards.models import Card
 from app.cards.services import issue_batch, issue_card
+from app.core.settings import settings
 from app.kiosk.services import pair_screen
 from app.ledger.models import LedgerTransaction
 from app.payments.models import TopUp
@@ -591,7 +592,7 @@ def every_kind_of_caller(api, world):
     cashier = world.staff("cashier", store=store)
     code = api.post("/v1/kiosk/pairing-codes", token=kiosk_secret, key=None).json["code"]
     with api.client.application.app_context():
-        screen = pair_screen(api.db, code)
+        screen = pair_screen(api.db, code, settings().kiosk_screen_token_ttl_s)
     return {
         "customer": shopper,
         "staff (admin)": world.admin_token(),

@@ -152,12 +152,13 @@ def shop(world, db, api) -> Shop:
 
 def _paired_screen(api, db, kiosk_secret: str) -> str:
     """A screen paired to the kiosk: its login token."""
+    from app.core.settings import settings
     from app.kiosk.services import pair_screen
 
     code = api.post("/v1/kiosk/pairing-codes", token=kiosk_secret, key=None)
     assert code.status_code == 201, code.json
     with api.client.application.app_context():
-        return pair_screen(db, code.json["code"])
+        return pair_screen(db, code.json["code"], settings().kiosk_screen_token_ttl_s)
 
 
 def usd(amount: int) -> dict:

@@ -18,6 +18,7 @@ from app.auth.services import create_staff
 from app.cards import services as cards
 from app.catalog.services import create_product
 from app.core.db import database
+from app.core.settings import settings
 from app.customers.services import sign_up
 from app.ledger import services as ledger
 from app.payments.models import TopUp
@@ -70,15 +71,16 @@ class Shop:
     def __init__(self, app, client) -> None:
         self.app, self.client = app, client
         with app.app_context(), database(app).sessions() as s:
-            store = create_store(s, code=f"s-{uuid.uuid4().hex[:6]}", name="Lost Connections")
+            store = create_store(s, code=f"s-{uuid.uuid4().hex[:6]}", name="Lost Connections",
+                                 currency=settings().currency)  # fmt: skip
             _, secret = register_device(s, store_id=store.id, kind="pos", name="till")
-            create_staff(s, email=f"c{uuid.uuid4().hex[:6]}@example.test", name="C",
+            create_staff(s, settings(), email=f"c{uuid.uuid4().hex[:6]}@example.test", name="C",
                          role="cashier", password="correct horse battery", staff_code="C777",
                          pin="1357", store_id=store.id)  # fmt: skip
             create_product(s, sku="LATTE", currency="USD", name="Latte", category="coffee",
                            price_minor=450)  # fmt: skip
-            token, customer = sign_up(s, email="ada@example.test", password="a long password",
-                                      name="Ada")  # fmt: skip
+            token, customer = sign_up(s, settings(), email="ada@example.test",
+                                      password="a long password", name="Ada")  # fmt: skip
             s.commit()
             self.shopper_token = token
             card = cards.cards_of(s, customer.id)[0]

@@ -46,9 +46,10 @@ def test_two_cashiers_opening_one_till_at_once_get_one_shift(live):
     with live.session() as first, ThreadPoolExecutor(1) as pool:
         # One open is written and not committed yet: the other does not see it, and inserts.
         with live.app.app_context():
+            from app.core.settings import settings
             from app.shifts.services import open_shift
 
-            held = open_shift(first, cashier_of(live, till), 10_000)
+            held = open_shift(first, cashier_of(live, till), 10_000, currency=settings().currency)
         opening = pool.submit(
             live.client().post, "/v1/pos/shifts", token=till.token, json={"float": usd(5_000)}
         )

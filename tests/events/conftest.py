@@ -21,6 +21,7 @@ from werkzeug.serving import make_server
 from app import create_app
 from app.auth.services import issue_token
 from app.core.db import database, session
+from app.core.settings import settings
 from tests.conftest import ROOT, TEST_CONFIG
 
 
@@ -138,7 +139,7 @@ class Live:
 
         with self.app.app_context():
             admin = create_staff(
-                session(), email=f"{uuid.uuid4().hex[:8]}@staff.test", name="Admin",
+                session(), settings(), email=f"{uuid.uuid4().hex[:8]}@staff.test", name="Admin",
                 role="admin", password="correct horse battery",
             )  # fmt: skip
             token, _ = issue_token(session(), "staff", 3600, staff_id=admin.id)
@@ -168,7 +169,7 @@ class Live:
         ).json
         with self.app.app_context():
             cashier = create_staff(
-                session(), email=f"{code}@cashier.test", name="Cashier", role="cashier",
+                session(), settings(), email=f"{code}@cashier.test", name="Cashier", role="cashier",
                 password="correct horse battery", staff_code=f"K{code}", pin="2468",
                 store_id=store["id"],
             )  # fmt: skip

@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 
 from app.auth import browser
 from app.auth.models import AuthToken
+from app.core.settings import settings
 from app.core.types import utcnow
 from app.kiosk import services as kiosk
 from app.kiosk.errors import PairingCodeInvalid
@@ -27,7 +28,7 @@ def pairing_code(api, shop) -> dict:
 
 def pair(app, db, code: str) -> str:
     with app.app_context():
-        return kiosk.pair_screen(db, code)
+        return kiosk.pair_screen(db, code, settings().kiosk_screen_token_ttl_s)
 
 
 @pytest.fixture
@@ -216,9 +217,10 @@ def test_wrong_pairing_codes_from_one_address_are_refused_after_a_few(api, app, 
 
     code = pairing_code(api, shop)["code"]
     with app.app_context():
+        ttl_s = settings().kiosk_screen_token_ttl_s
         for _ in range(kiosk.PAIRING_MAX_FAILURES):
             with pytest.raises(PairingCodeInvalid):
-                kiosk.pair_screen(db, "AAA-AAA", client_ip="203.0.113.9")
+                kiosk.pair_screen(db, "AAA-AAA", ttl_s, client_ip="203.0.113.9")
         with pytest.raises(TooManyAttempts):
-            kiosk.pair_screen(db, code, client_ip="203.0.113.9")
-        assert kiosk.pair_screen(db, code, client_ip="198.51.100.7")  # another address
+            kiosk.pair_screen(db, code, ttl_s, client_ip="203.0.113.9")
+        assert kiosk.pair_screen(db, code, ttl_s, client_ip="198.51.100.7")  # another address

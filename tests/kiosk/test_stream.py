@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from app.core.db import session
+from app.core.settings import settings
 from app.kiosk.services import pair_screen
 
 pytestmark = pytest.mark.concurrent
@@ -45,7 +46,7 @@ def test_a_taps_screen_reaches_the_kiosk_and_its_screen_and_saving_reaches_the_s
     number = live.card_number(me["cards"][0]["id"])
     code = live.call("POST", "/v1/kiosk/pairing-codes", kiosk, key=False).json["code"]
     with live.app.app_context():
-        screen = pair_screen(session(), code)
+        screen = pair_screen(session(), code, settings().kiosk_screen_token_ttl_s)
         session().commit()
 
     kiosk_stream, screen_stream = live.stream(kiosk), live.stream(screen)

@@ -56,7 +56,7 @@ class Shop:
                 tapped_at=self.clock,
                 uris=(f"https://shop.example/p/{self.p[name].sku}",),
             )
-            tap, _ = record_tap(self.db, self.kiosk, read)
+            tap, _ = record_tap(self.db, self.kiosk, read, idle_s=settings().kiosk_session_idle_s)
             assert tap.kind == "product" and tap.product_id == self.p[name].id
 
     def sell(self, *names, store=None, card_number=None, quantity=1):

@@ -11,6 +11,7 @@ import pytest
 from playwright.sync_api import expect
 
 from app.core.db import session
+from app.core.settings import settings
 from app.kiosk.services import pair_screen
 from tests.web.browser import check_accessibility, log_in
 
@@ -33,7 +34,7 @@ class Kiosk:
         assert stocked.status_code == 200, stocked.text
         code = world.http("POST", "/v1/kiosk/pairing-codes", self.secret, key=False).json()
         with app.app_context():
-            self.screen = pair_screen(session(), code["code"])
+            self.screen = pair_screen(session(), code["code"], settings().kiosk_screen_token_ttl_s)
             session().commit()
 
     def tap(self, **fields) -> dict:

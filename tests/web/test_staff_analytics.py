@@ -13,6 +13,7 @@ from playwright.sync_api import expect
 
 from app.auth.services import create_staff
 from app.core.db import session
+from app.core.settings import settings
 from app.kiosk.models import KioskSession, KioskTap
 from app.stores.models import Device
 from tests.web.browser import check_accessibility
@@ -31,7 +32,7 @@ def tapped(app, world):
     with app.app_context():
         s = session()
         email = f"{uuid.uuid4().hex[:8]}@staff.test"
-        create_staff(s, email=email, name="Ana Admin", role="admin", password=PASSWORD)
+        create_staff(s, settings(), email=email, name="Ana Admin", role="admin", password=PASSWORD)
         kiosk = Device(store_id=world.store_id, kind="kiosk", name="Kiosk",
                        secret_hash=uuid.uuid4().hex)  # fmt: skip
         s.add(kiosk)
