@@ -69,6 +69,7 @@ from app.cards import services as cards
 from app.cards.models import Card
 from app.catalog import services as catalog
 from app.core.db import database, make_engine, session
+from app.core.settings import settings as app_settings
 from app.customers import services as customers
 from app.events.models import Event
 from app.ledger.models import Account
@@ -196,12 +197,14 @@ def set_up(app, settings: Settings) -> Fixtures:
             price_minor=LATTE_MINOR,
         )  # fmt: skip
         store_rows = [
-            stores.create_store(s, code=f"bench-http-{n}", name=f"Bench store {n}")
+            stores.create_store(
+                s, code=f"bench-http-{n}", name=f"Bench store {n}", currency=app_settings().currency
+            )
             for n in range(STORES)
         ]
         tills = [open_till(s, store_rows[n % STORES], n) for n in range(TILLS)]
         admin = auth.create_staff(
-            s, email="admin@bench.test", name="Bench admin", role="admin",
+            s, app_settings(), email="admin@bench.test", name="Bench admin", role="admin",
             password="a bench admin password",
         )  # fmt: skip
         admin_token, _ = auth.issue_token(s, "staff", 24 * 3600, staff_id=admin.id)
@@ -233,17 +236,18 @@ def open_till(s, store: Store, n: int) -> rt.Till:
     device, _secret = stores.register_device(s, store_id=store.id, kind="pos", name=f"Till {n}")
     staff_code, pin = f"H{n:03d}", "2468"
     cashier = auth.create_staff(
-        s, email=f"cashier{n}@bench.test", name=f"Cashier {n}", role="cashier",
+        s, app_settings(), email=f"cashier{n}@bench.test", name=f"Cashier {n}", role="cashier",
         password="a bench cashier password", staff_code=staff_code, pin=pin, store_id=store.id,
     )  # fmt: skip
-    token, _row, _staff = auth.sign_in_cashier(s, device, staff_code, pin)
+    token, _row, _staff = auth.sign_in_cashier(s, app_settings(), device, staff_code, pin)
     return rt.Till(store.id, device.id, cashier.id, token)
 
 
 def sign_up(s, name: str) -> Shopper:
     token, customer = customers.sign_up(
-        s, email=f"{name}@bench.test", password="a bench shopper password", name=name
-    )
+        s, app_settings(), email=f"{name}@bench.test", password="a bench shopper password",
+        name=name,
+    )  # fmt: skip
     for _ in range(CARDS_PER_SHOPPER - 1):
         cards.issue_card(s, kind="digital", customer_id=customer.id)
     owned = cards.cards_of(s, customer.id)
