@@ -20,7 +20,7 @@ from app.auth.principal import Principal, hash_token
 from app.cards import services as cards
 from app.catalog import services as catalog
 from app.catalog.models import Product
-from app.core.db import session
+from app.core.db import session, write_kept_now
 from app.core.settings import Settings, settings
 from app.customers import services as customers
 from app.payments import services as payments
@@ -223,15 +223,16 @@ def build_demo(settings: Settings, base_url: str) -> dict:
         )  # fmt: skip
         payments.settle(s, top_up.id, payments.charge(top_up))
         sale = sales.make_sale(
-            s, settings(), pike, presented={"card_number": card.number},
+            s, settings, pike, presented={"card_number": card.number},
             lines=[("CF-LATTE-G", 1), ("FD-CROIS", 1)],
             tenders=[("card_balance", 445 + 325)],
         ).sale  # fmt: skip
         sales.make_sale(
-            s, settings(), union, presented={"card_number": card.number},
+            s, settings, union, presented={"card_number": card.number},
             lines=[("BN-PIKE", 1)], tenders=[("card_balance", 1_000), ("cash", 695)],
         )  # fmt: skip
         if n == 0:
+            write_kept_now(s)  # the sale's lines, which the refund reads back
             sales.refund_sale(s, pike, sale.id, [("FD-CROIS", 1)])
             cards.bind_nfc(s, card, "04:DE:AD:BE:EF:01")
         if n == 1:
@@ -275,7 +276,7 @@ def _kiosk_history(s, settings: Settings, pike: Principal, products: dict, ada_c
     for basket in PAST_BASKETS:
         total = sum(products[sku].price_minor for sku in basket)
         sales.make_sale(
-            s, settings(), pike, presented=None, lines=[(sku, 1) for sku in basket],
+            s, settings, pike, presented=None, lines=[(sku, 1) for sku in basket],
             tenders=[("cash", total)],
         )  # fmt: skip
 
