@@ -82,9 +82,11 @@ from bench import realtime as rt
 from bench.ledger import (
     ADMIN_URL_ENV,
     DEFAULT_ADMIN_URL,
+    DEFAULT_DOC,
     PGBENCH_CLIENTS,
     PGBENCH_DATABASE,
     PGBENCH_SCALE,
+    ROOT,
     add_doc_option,
     admin_engine,
     command_and_machine,
@@ -97,8 +99,6 @@ from bench.ledger import (
     verify_ledger,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DOC = ROOT / "docs" / "benchmarks.md"
 DATABASE = "omnicard_bench_http"
 WRK = "wrk"
 TCPDUMP = "tcpdump"

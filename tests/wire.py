@@ -32,6 +32,17 @@ class Wire:
         )
 
     @property
+    def preparations(self) -> int:
+        """Statements prepared on the way (psycopg prepares one on a connection once, with a
+        round trip of its own: a Parse of a named statement, then a Sync)."""
+        return sum(
+            1
+            for messages in self.checkouts
+            for (who, kind) in messages
+            if who == "F" and kind == "Parse named"
+        )
+
+    @property
     def statements(self) -> list[str]:
         return [
             kind for messages in self.checkouts for who, kind in messages
@@ -45,7 +56,10 @@ def _messages(path: str) -> list[tuple[str, str]]:
         for line in trace:
             parts = line.split("\t")
             if len(parts) >= 3 and parts[0] in ("F", "B"):
-                found.append((parts[0], parts[2].strip()))
+                kind = parts[2].strip()
+                if kind == "Parse" and len(parts) > 3 and not parts[3].startswith(' ""'):
+                    kind = "Parse named"
+                found.append((parts[0], kind))
     return found
 
 

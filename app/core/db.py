@@ -161,14 +161,19 @@ def driver_cursor(connection: Connection) -> Iterator[Any]:
         lost = bool(driver.closed)
         if lost:
             connection.invalidate(exc)
-        raise DBAPIError.instance(
-            None,
-            None,
-            exc,
-            connection.dialect.loaded_dbapi.Error,
-            connection_invalidated=lost,
-            dialect=connection.dialect,
-        ) from exc
+        raise _as_sqlalchemys(connection, exc, lost) from exc
+
+
+def _as_sqlalchemys(connection: Connection, exc: Exception, lost: bool) -> DBAPIError:
+    """A driver's error as SQLAlchemy reports a statement's (``lost``: its connection too)."""
+    return DBAPIError.instance(
+        None,
+        None,
+        exc,
+        connection.dialect.loaded_dbapi.Error,
+        connection_invalidated=lost,
+        dialect=connection.dialect,
+    )
 
 
 @contextmanager
@@ -190,14 +195,7 @@ def pipelined(connection: Connection) -> Iterator[None]:
             raise
         if not isinstance(exc, connection.dialect.loaded_dbapi.Error):
             raise
-        raise DBAPIError.instance(
-            None,
-            None,
-            exc,
-            connection.dialect.loaded_dbapi.Error,
-            connection_invalidated=lost,
-            dialect=connection.dialect,
-        ) from exc
+        raise _as_sqlalchemys(connection, exc, lost) from exc
 
 
 #: Session.info key: (savepoint or None, statement, parameters) of each write kept for the commit.
@@ -256,19 +254,21 @@ def write_kept_now(s: Session) -> None:
         s.connection().execute(statement, parameters)
 
 
+def made_within(transaction, savepoint) -> bool:
+    """Is ``transaction`` (a session's, or None for none) ``savepoint`` or inside it?"""
+    while transaction is not None:
+        if transaction is savepoint:
+            return True
+        transaction = transaction.parent
+    return False
+
+
 @event.listens_for(Session, "after_soft_rollback")
 def _drop_rolled_back_writes(s: Session, previous_transaction) -> None:
-    if not previous_transaction.nested or _AT_COMMIT not in s.info:
-        return
-
-    def inside(tx) -> bool:
-        while tx is not None:
-            if tx is previous_transaction:
-                return True
-            tx = tx.parent
-        return False
-
-    s.info[_AT_COMMIT] = [write for write in s.info[_AT_COMMIT] if not inside(write[0])]
+    if previous_transaction.nested and _AT_COMMIT in s.info:
+        s.info[_AT_COMMIT] = [
+            write for write in s.info[_AT_COMMIT] if not made_within(write[0], previous_transaction)
+        ]
 
 
 @event.listens_for(Session, "after_transaction_end")

@@ -77,16 +77,10 @@ _INSERT_OUTBOX = text("INSERT INTO event_outbox (events) VALUES (:events)")
 
 def _rolled_back(s: Session, savepoint) -> None:
     """Drop the events emitted inside ``savepoint`` (or any savepoint within it)."""
-
-    def inside(tx) -> bool:
-        while tx is not None:
-            if tx is savepoint:
-                return True
-            tx = tx.parent
-        return False
-
     if _WAITING in s.info:
-        s.info[_WAITING] = [(tx, row) for tx, row in s.info[_WAITING] if not inside(tx)]
+        s.info[_WAITING] = [
+            (tx, row) for tx, row in s.info[_WAITING] if not db.made_within(tx, savepoint)
+        ]
 
 
 db.COMMIT_WRITES.append((_INSERT_OUTBOX, _events_to_write))

@@ -382,10 +382,6 @@ def sales_of_day(
     return list(s.scalars(query))
 
 
-def refund_receipt(s: Session, refund_id: int) -> Receipt:
-    return s.scalar(select(Receipt).where(Receipt.refund_id == refund_id))
-
-
 def _card_to_refund(s: Session, card_id: int) -> Card:
     """The card a refund goes back to: the card itself, or the card that replaced it after
     it was reported lost."""
