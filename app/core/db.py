@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import select
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -288,6 +289,16 @@ class Database:
         def _note_commit(s: Session) -> None:
             if s.get_nested_transaction() is None:  # not a savepoint released
                 s.info["committed"] = True
+
+
+def after_commit_apart(work: Callable[[], None], name: str) -> None:
+    """Once this request's work has committed, run ``work`` in a thread of its own (a greenlet
+    under gevent), so that the answer does not wait for it. When the app's sessions all share
+    one connection (a test's transaction), which no other thread may use, it runs here."""
+    if isinstance(database().sessions.kw.get("bind"), Engine):
+        after_commit(lambda: threading.Thread(target=work, name=name, daemon=True).start())
+    else:
+        after_commit(work)
 
 
 def init_app(app: Flask) -> None:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import datetime
 import logging
-import threading
 import time
 
 import marshmallow as ma
 from flask import current_app, request, url_for
 from flask.views import MethodView
-from sqlalchemy.engine import Engine
 
 from app.auth.principal import current_principal
 from app.cards.errors import (
@@ -22,7 +20,7 @@ from app.cards.errors import (
 )
 from app.catalog.services import UnknownSku
 from app.core.api import Blueprint
-from app.core.db import after_commit, database, session
+from app.core.db import after_commit, after_commit_apart, database, session
 from app.core.schemas import (
     List,
     MoneyOutSchema,
@@ -272,11 +270,7 @@ def _count_for_kiosks_now_and_then() -> None:
         except Exception:  # counted by the next one
             log.exception("counting sales for the kiosks failed")
 
-    if not isinstance(database(app).sessions.kw.get("bind"), Engine):
-        # Sessions made on one connection (a test's transaction): no other thread may use it.
-        after_commit(count)
-        return
-    after_commit(lambda: threading.Thread(target=count, name="kiosk-counts", daemon=True).start())
+    after_commit_apart(count, "kiosk-counts")
 
 
 @blp.route("/sales")
