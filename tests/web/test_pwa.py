@@ -16,12 +16,16 @@ PHONE = {"width": 390, "height": 844}
 # Run by page.evaluate, through the browser's debugging protocol: the page's CSP (no eval)
 # does not stop them, where Playwright's wait_for_function would be stopped by it.
 UNTIL_CONTROLLED = """async () => {
-  await navigator.serviceWorker.ready;
-  if (!navigator.serviceWorker.controller) {
-    await new Promise((resolve) =>
-      navigator.serviceWorker.addEventListener("controllerchange", resolve, { once: true }));
-  }
-  return true;
+  const timeout = new Promise((resolve) => setTimeout(() => resolve(false), 15000));
+  const controlled = (async () => {
+    await navigator.serviceWorker.ready;
+    if (!navigator.serviceWorker.controller) {
+      await new Promise((resolve) =>
+        navigator.serviceWorker.addEventListener("controllerchange", resolve, { once: true }));
+    }
+    return true;
+  })();
+  return await Promise.race([controlled, timeout]);  // false: not in control within 15 s
 }"""
 UNTIL_HOME_IS_KEPT = """async () => {
   const deadline = Date.now() + 10000;
