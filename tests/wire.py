@@ -23,24 +23,29 @@ class Wire:
     checkouts: list[list[tuple[str, str]]] = field(default_factory=list)
 
     @property
+    def flights(self) -> list[list[str]]:
+        """The app's messages of each round trip: what it sent before it waited for an answer."""
+        found = []
+        for messages in self.checkouts:
+            sent: list[str] = []
+            for who, kind in messages:
+                if who == "F":
+                    sent.append(kind)
+                elif sent:
+                    found.append(sent)
+                    sent = []
+        return found
+
+    @property
     def round_trips(self) -> int:
-        return sum(
-            1
-            for messages in self.checkouts
-            for (a, _), (b, _) in zip(messages, messages[1:], strict=False)
-            if a == "F" and b == "B"
-        )
+        return len(self.flights)
 
     @property
     def preparations(self) -> int:
-        """Statements prepared on the way (psycopg prepares one on a connection once, with a
-        round trip of its own: a Parse of a named statement, then a Sync)."""
-        return sum(
-            1
-            for messages in self.checkouts
-            for (who, kind) in messages
-            if who == "F" and kind == "Parse named"
-        )
+        """Round trips that only prepared a statement: psycopg prepares one on a connection
+        once it has run five times, outside a pipeline with a round trip of its own (a Parse
+        of a named statement, then a Sync); inside one, with the statement."""
+        return sum(1 for sent in self.flights if set(sent) <= {"Parse named", "Sync"})
 
     @property
     def statements(self) -> list[str]:

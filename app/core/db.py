@@ -4,10 +4,14 @@ Services only flush; the request (or command) commits once at the end. On SQLite
 transaction begins with ``BEGIN IMMEDIATE`` so that two writers can never both read a balance
 and then race to write it: the second waits for the first (WAL mode keeps readers unblocked).
 
-Writes that nothing in the transaction reads back (a sale's lines and receipt, its events, the
-idempotency record) are not sent as they are made: ``write_at_commit`` keeps them, and on
-PostgreSQL they go to the server together with the COMMIT, in one round trip (psycopg's
-pipeline mode).
+On PostgreSQL a round trip to the server is what a statement costs most, so none is spent
+alone that could go with another (psycopg's pipeline mode carries several in one):
+
+- a transaction's BEGIN goes with its first statement (psycopg would send it on its own);
+- a statement whose answer can wait, ``send_ahead``, goes with the next one (the claim of an
+  ``Idempotency-Key`` goes with a sale's first read);
+- writes that nothing in the transaction reads back (a sale's lines and receipt, its events,
+  the idempotency record), ``write_at_commit``, go with the COMMIT.
 
 A lost database connection (PostgreSQL restarted, a backend terminated, a network cut) costs
 no request that can safely run again: a connection that the server closed while it sat in
@@ -74,6 +78,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     engine = create_engine(url, **kwargs)
     event.listen(engine, "checkout", _refuse_if_closed_by_server)
     event.listen(engine, "handle_error", _a_closed_socket_is_a_lost_connection)
+    _send_begin_and_ahead_with_statements(engine)
     return engine
 
 
@@ -154,8 +159,11 @@ def driver_cursor(connection: Connection) -> Iterator[Any]:
     """A cursor straight on the driver's connection (psycopg), for the hot statements that
     skip SQLAlchemy's execution layer, whose errors still come back as SQLAlchemy's: a lost
     connection is invalidated and said to be, like any other statement's."""
+    send_ahead_now(connection)  # they were to go first
     driver = connection.connection.driver_connection
     try:
+        if connection.connection.info.pop(_BEGIN, False):
+            driver.execute("BEGIN")
         with driver.cursor() as cursor:
             yield cursor
     except connection.dialect.loaded_dbapi.Error as exc:
@@ -199,6 +207,122 @@ def pipelined(connection: Connection) -> Iterator[None]:
         raise _as_sqlalchemys(connection, exc, lost) from exc
 
 
+# --- BEGIN and statements sent ahead go with the next statement (PostgreSQL) -------------------
+#
+# Omnicard's connections are in psycopg's autocommit mode, and Omnicard sends a transaction's
+# BEGIN itself, in one round trip with the transaction's first statement. Nothing else changes:
+# SQLAlchemy still begins, commits and rolls back each transaction, and psycopg's commit() and
+# rollback() go by the server's transaction status, whatever the mode. A connection that
+# SQLAlchemy puts out of autocommit (an isolation level asked for by a command) has psycopg send
+# its BEGIN, as before.
+
+#: Keys of a connection's info: its transaction's BEGIN is still to be sent; statements sent
+#: ahead (``_Ahead``), waiting for the next; the pipeline now carrying them with a statement.
+_BEGIN, _AHEAD, _FLIGHT = "omnicard.begin", "omnicard.ahead", "omnicard.flight"
+IDLE = 0  # psycopg.pq.TransactionStatus.IDLE
+
+
+class _Ahead:
+    """A statement sent ahead: psycopg's SQL and parameters, and what to do with its rows."""
+
+    def __init__(self, sql: str, params: tuple, answered: Callable[[list[tuple]], None]):
+        self.sql, self.params, self.answered = sql, params, answered
+        self.cursor = None
+
+    def send(self, driver: Any) -> None:
+        self.cursor = driver.cursor()
+        self.cursor.execute(self.sql, self.params, prepare=True)
+
+    def receive(self) -> None:
+        with self.cursor:
+            rows = self.cursor.fetchall() if self.cursor.description else []
+        self.answered(rows)
+
+
+def _send_begin_and_ahead_with_statements(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _autocommit(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.autocommit = True
+
+    @event.listens_for(engine, "begin")
+    def _begin_with_the_first_statement(connection: Connection) -> None:
+        info = connection.connection.info
+        info.pop(_AHEAD, None)  # a new transaction: nothing of another goes with it
+        info[_BEGIN] = connection.connection.driver_connection.autocommit
+
+    event.listen(engine, "before_cursor_execute", _board)
+    event.listen(engine, "after_cursor_execute", _land)
+    event.listen(engine, "handle_error", _drop_flight)
+
+
+def _board(connection: Connection, cursor: Any, *_statement: Any) -> None:
+    """Before a statement: what must go with it (BEGIN, statements sent ahead) goes first, in
+    the same round trip."""
+    info = connection.connection.info
+    begin = info.pop(_BEGIN, False)
+    if not begin and not info.get(_AHEAD):
+        return
+    driver = connection.connection.driver_connection
+    if driver._pipeline is not None or getattr(cursor, "name", None):
+        # Inside a pipeline already (the commit's writes), everything goes with it anyway; a
+        # server-side cursor cannot go in one: BEGIN goes first, and what was sent ahead stays
+        # for the next statement.
+        if begin:
+            driver.execute("BEGIN")
+        return
+    pipeline = driver.pipeline()
+    pipeline.__enter__()
+    ahead = info.pop(_AHEAD, [])
+    info[_FLIGHT] = (pipeline, ahead)
+    if begin:
+        driver.execute("BEGIN")
+    for statement in ahead:
+        statement.send(driver)
+
+
+def _land(connection: Connection, *_statement: Any) -> None:
+    """After the statement is sent: the round trip ends with every answer in, and what was sent
+    ahead hears its own (which may refuse to go on)."""
+    flight = connection.connection.info.pop(_FLIGHT, None)
+    if flight is None:
+        return
+    pipeline, ahead = flight
+    pipeline.__exit__(None, None, None)
+    for statement in ahead:
+        statement.receive()
+
+
+def _drop_flight(context: Any) -> None:
+    """A statement that failed before it was sent leaves no pipeline open behind it."""
+    connection = context.connection
+    if connection is None or connection.invalidated:
+        return
+    flight = connection.connection.info.pop(_FLIGHT, None)
+    if flight is not None:
+        flight[0].__exit__(type(context.original_exception), context.original_exception, None)
+
+
+def send_ahead(
+    connection: Connection, sql: str, params: tuple, answered: Callable[[list[tuple]], None]
+) -> None:
+    """Send ``sql`` (psycopg's, ``%s`` parameters) with the next statement of the transaction,
+    in the same round trip, rather than on its own now. ``answered(rows)`` hears its rows as
+    soon as they come, before the statement it went with answers; whatever it raises is raised
+    by that statement. PostgreSQL only. ``send_ahead_now`` sends it alone if nothing else is
+    going to be."""
+    connection.connection.info.setdefault(_AHEAD, []).append(_Ahead(sql, params, answered))
+
+
+def send_ahead_now(connection: Connection) -> None:
+    """Send what waits to go ahead, on its own (nothing else is to be sent before it is needed).
+    A connection closed or lost since has nothing waiting: it went with its transaction."""
+    if connection.dialect.name != "postgresql" or connection.closed or connection.invalidated:
+        return
+    if not connection.connection.info.get(_AHEAD):
+        return
+    connection.exec_driver_sql("SELECT")  # an empty statement, to carry them
+
+
 #: Session.info key: (savepoint or None, statement, parameters) of each write kept for the commit.
 _AT_COMMIT = "omnicard.at_commit"
 
@@ -234,6 +358,7 @@ def _send_with_commit(s: Session) -> None:
     if not writes:
         return
     connection = s.connection()
+    send_ahead_now(connection)  # what was sent ahead is heard before anything commits
     if connection.dialect.name != "postgresql":
         for statement, parameters in writes:
             connection.execute(statement, parameters)

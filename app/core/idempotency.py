@@ -5,6 +5,10 @@ The key is claimed by inserting its row at the start of the request's own databa
 so a concurrent request with the same key waits on that row until the first commits, then
 replays its answer; if the first fails and rolls back, its claim vanishes with it and the retry
 runs afresh. Exactly one effect per key, whatever the timing.
+
+On PostgreSQL the claim costs no round trip of its own: it is sent ahead, with the view's first
+statement, and heard before that statement's answer. A claim that finds the key taken stops the
+view there (``KeyHeld``), before anything it did is kept, and the request replays instead.
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ from datetime import datetime
 from flask import Response, current_app, g, request
 from sqlalchemy import String, Text, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from app.core.db import Base, session, write_at_commit
+from app.core.db import Base, send_ahead, send_ahead_now, session, write_at_commit
 from app.core.errors import DomainError
 from app.core.types import UtcDateTime, utcnow
 
@@ -71,6 +76,12 @@ class IdempotencyRecord(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
+class KeyHeld(Exception):
+    """Raised where the view stands when its claim comes back refused: the key was taken (by a
+    request that has committed, or that committed part of its work). Not an answer: the
+    decorator rolls the view back and replays."""
+
+
 @dataclass(frozen=True)
 class Replay:
     """What the first request with the key answered; ``status_code`` None while unfinished
@@ -98,6 +109,32 @@ def claim(s: Session, principal: str, key: str, fingerprint: str) -> Replay | No
     inserted = s.execute(claiming, values).scalar()
     if inserted is not None:
         return None
+    return held(s, principal, key, fingerprint)
+
+
+def claim_ahead(s: Session, principal: str, key: str, fingerprint: str) -> Connection:
+    """Claim ``key`` with the next statement the request sends (on PostgreSQL; elsewhere now),
+    on the connection it returns.
+
+    Raises KeyHeld, from that statement, when the key is taken.
+    """
+    connection = s.connection()
+    if connection.dialect.name != "postgresql":
+        if claim(s, principal, key, fingerprint) is not None:
+            raise KeyHeld()
+    else:
+        send_ahead(connection, _CLAIM_SQL, (principal, key, fingerprint, utcnow()), _claimed)
+    return connection
+
+
+def _claimed(rows: list[tuple]) -> None:
+    if not rows:
+        raise KeyHeld()
+
+
+def held(s: Session, principal: str, key: str, fingerprint: str) -> Replay:
+    """The answer of the request that holds ``key``. Raises IdempotencyKeyReused when it was
+    another request."""
     table = IdempotencyRecord.__table__
     held = s.execute(
         select(table.c.request_hash, table.c.status_code, table.c.response_body).where(
@@ -121,6 +158,11 @@ def _claiming(dialect) -> object:
 
 #: The claim's statement, built once (by "is it PostgreSQL?").
 _CLAIM = {True: _claiming(postgresql), False: _claiming(sqlite)}
+#: The same, as psycopg's SQL, to be sent ahead.
+_CLAIM_SQL = (
+    "INSERT INTO idempotency_keys (principal, key, request_hash, created_at) "
+    "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING key"
+)
 
 
 def record(s: Session, principal: str, key: str, status_code: int, body: str) -> None:
@@ -175,16 +217,20 @@ def idempotent(principal_of, *, resumable: bool = False):
             fingerprint = request_fingerprint(request.method, request.path, body)
             s = session()
             g.idempotency_key = key
-            replay = claim(s, principal, key, fingerprint)
-            if replay is not None and replay.status_code is None and not resumable:
-                raise RequestInProgress()
-            if replay is not None and replay.status_code is not None:
-                response = current_app.response_class(
-                    replay.body, status=replay.status_code, mimetype="application/json"
-                )
-                response.headers["Idempotent-Replayed"] = "true"
-                return response
-            response: Response = current_app.make_response(view(*args, **kwargs))
+            if resumable:  # it commits early: the claim must be known before anything
+                replay = claim(s, principal, key, fingerprint)
+                if replay is not None and replay.status_code is not None:
+                    return _replayed(replay)
+                response = current_app.make_response(view(*args, **kwargs))
+            else:
+                try:
+                    response = _claimed_and_run(s, principal, key, fingerprint, view, args, kwargs)
+                except KeyHeld:
+                    s.rollback()  # whatever the view had begun
+                    replay = held(s, principal, key, fingerprint)
+                    if replay.status_code is None:
+                        raise RequestInProgress() from None
+                    return _replayed(replay)
             if response.status_code in (200, 201):
                 record(s, principal, key, response.status_code, response.get_data(as_text=True))
             return response
@@ -192,3 +238,27 @@ def idempotent(principal_of, *, resumable: bool = False):
         return wrapper
 
     return decorator
+
+
+def _claimed_and_run(s: Session, principal: str, key: str, fingerprint: str, view, args, kwargs):
+    """The view's answer, its claim sent with its first statement. Raises KeyHeld."""
+    connection = claim_ahead(s, principal, key, fingerprint)
+    try:
+        response = current_app.make_response(view(*args, **kwargs))
+    except KeyHeld:
+        raise
+    except Exception:
+        # A view that failed before it sent anything: the claim decides whether the answer
+        # is this error, or the first request's (a replay, a key reused).
+        send_ahead_now(connection)
+        raise
+    send_ahead_now(connection)
+    return response
+
+
+def _replayed(replay: Replay) -> Response:
+    response = current_app.response_class(
+        replay.body, status=replay.status_code, mimetype="application/json"
+    )
+    response.headers["Idempotent-Replayed"] = "true"
+    return response
