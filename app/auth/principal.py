@@ -28,6 +28,7 @@ from app.auth.errors import Forbidden, Unauthenticated
 from app.auth.models import AuthToken, Staff
 from app.core.db import session
 from app.core.types import utcnow
+from app.customers.models import Customer
 from app.stores.models import Device, Store
 
 DEVICE_PREFIX = "ocd_"
@@ -91,7 +92,8 @@ _DEVICE = (
     .where(Device.secret_hash == bindparam("digest"))
 )
 _TOKEN = (
-    select(AuthToken, Staff, Device, Store)
+    select(AuthToken, Staff, Device, Store, Customer)
+    .outerjoin(Customer, Customer.id == AuthToken.customer_id)
     .outerjoin(Staff, Staff.id == AuthToken.staff_id)
     .outerjoin(Device, Device.id == AuthToken.device_id)
     .outerjoin(Store, Store.id == Device.store_id)
@@ -100,8 +102,9 @@ _TOKEN = (
 
 
 def resolve_token(token: str) -> Principal | None:
-    """The caller a token names, or None. One query: its staff member, device and store come
-    with it, so that the request finds them in its session without asking again."""
+    """The caller a token names, or None. One query: its shopper, or its staff member, device
+    and store, come with it, so that the request finds them in its session without asking
+    again."""
     s = session()
     digest = hash_token(token)
     if token.startswith(DEVICE_PREFIX):

@@ -7,8 +7,8 @@ from datetime import timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.orm import Session, aliased
 
 from app.auth.principal import hash_token
 from app.cards import numbers
@@ -35,7 +35,7 @@ from app.core.throttle import Limit
 from app.core.types import utcnow
 from app.events import changes
 from app.ledger import services as ledger
-from app.ledger.models import LedgerTransaction, Posting
+from app.ledger.models import Account, LedgerTransaction, Posting
 from app.ledger.rules import Leg
 from app.stores.models import Store
 
@@ -125,6 +125,35 @@ def cards_of(s: Session, customer_id: int) -> list[Card]:
             .order_by(Card.is_primary.desc(), Card.id)
         )
     )
+
+
+def _with_balances():
+    money, held = aliased(Account), aliased(Account)
+    return (
+        select(Card, money.balance, money.shard_count, held.balance, held.shard_count)
+        .join(money, money.id == Card.account_id)
+        .outerjoin(held, held.id == Card.held_account_id)
+        .where(Card.customer_id == bindparam("customer"))
+        .order_by(Card.is_primary.desc(), Card.id)
+    )
+
+
+_CARDS_WITH_BALANCES = _with_balances()
+
+
+def cards_with_balances(s: Session, customer_id: int) -> list[tuple[Card, int, int]]:
+    """The shopper's cards as ``cards_of`` gives them, each with its balance and what offline
+    allowances hold of it (``card_balance``, ``held_balance``): one query."""
+    found = []
+    for card, balance, shards, held, held_shards in s.execute(
+        _CARDS_WITH_BALANCES, {"customer": customer_id}
+    ):
+        if shards != 1:  # a hot account's balance is spread over shards
+            balance = card_balance(s, card)
+        if held_shards is not None and held_shards != 1:
+            held = held_balance(s, card)
+        found.append((card, balance, held or 0))
+    return found
 
 
 def owned_card(s: Session, card_id: int, customer_id: int) -> Card:

@@ -36,10 +36,8 @@ def me_body(customer: Customer) -> dict:
         "stars": customers.stars_balance(s, customer),
         "tier": customers.tier_of(customer, current.gold_tier_stars),
         "cards": [
-            card_body(
-                card, cards.card_balance(s, card), current.currency, cards.held_balance(s, card)
-            )
-            for card in cards.cards_of(s, customer.id)
+            card_body(card, balance, current.currency, held)
+            for card, balance, held in cards.cards_with_balances(s, customer.id)
         ],
     }
 

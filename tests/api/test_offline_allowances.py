@@ -162,6 +162,19 @@ def test_an_allowance_moves_the_money_from_the_card_to_its_hold(api, db, till, h
     assert kinds[-1] == "offline_hold"
 
 
+def test_the_shoppers_home_screen_shows_each_card_as_the_card_itself_does(api, till, holder):
+    """``GET /v1/me`` reads every card with its balances in one query: the same figures."""
+    granted(api, till, holder.number)
+    me = api.get("/v1/me", token=holder.token)
+    assert me.status_code == 200, me.json
+    shown = {card["id"]: card for card in me.json["cards"]}
+    assert holder.card_id in shown
+    for card_id, card in shown.items():
+        alone = api.get(f"/v1/cards/{card_id}", token=holder.token).json
+        assert (card["balance"], card["held"]) == (alone["balance"], alone["held"])
+    assert shown[holder.card_id]["held"] == usd(2_500)
+
+
 def test_an_allowance_expires_after_its_time_to_live(api, app, till, holder):
     before = now()
     allowance = granted(api, till, holder.number)
