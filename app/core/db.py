@@ -84,8 +84,20 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 def _a_closed_socket_is_a_lost_connection(context: Any) -> None:
     """psycopg reports a socket that the server closed under a statement as "connection socket
-    closed" without always marking the connection broken; it is as lost as any other."""
-    if "connection socket closed" in str(context.original_exception):
+    closed" without always marking the connection broken; it is as lost as any other. So is a
+    connection that such an error left in pipeline mode (the server went away with answers
+    still owed: "cannot exit pipeline mode while busy"), which nothing can use again."""
+    error = context.original_exception
+    if "connection socket closed" in str(error):
+        context.is_disconnect = True
+        return
+    connection = context.connection
+    if connection is None or connection.invalidated:
+        return
+    if not isinstance(error, connection.dialect.loaded_dbapi.OperationalError):
+        return
+    driver = connection.connection.driver_connection
+    if driver.closed or driver.broken or driver.pgconn.pipeline_status != PIPELINE_OFF:
         context.is_disconnect = True
 
 
