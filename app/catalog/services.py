@@ -10,6 +10,7 @@ from app.cards.errors import InvalidNfcUid
 from app.cards.numbers import normalise_nfc_uid
 from app.cards.services import check_currency
 from app.catalog.models import Product, ProductTag, StoreProduct
+from app.catalog.pricing import ListPrice
 from app.core.errors import Conflict, NotFound
 from app.stores.models import Store
 from app.stores.services import StoreNotFound
@@ -111,14 +112,15 @@ def active_products(
     return list(s.scalars(query.limit(limit + 1)))
 
 
-_ACTIVE_BY_SKU = select(Product).where(
-    Product.sku.in_(bindparam("skus", expanding=True)), Product.active
-)
+_PRICES_BY_SKU = select(
+    Product.id, Product.sku, Product.name, Product.price_minor, Product.currency
+).where(Product.sku.in_(bindparam("skus", expanding=True)), Product.active)
 
 
-def products_by_sku(s: Session, skus: list[str]) -> dict[str, Product]:
-    """The active products with these SKUs. Raises UnknownSku naming the first missing."""
-    found = {p.sku: p for p in s.scalars(_ACTIVE_BY_SKU, {"skus": skus})}
+def list_prices(s: Session, skus: list[str]) -> dict[str, ListPrice]:
+    """The list prices of the active products with these SKUs, by SKU (a sale's pricing needs
+    these columns only: no product is loaded). Raises UnknownSku naming the first missing."""
+    found = {row.sku: ListPrice(*row) for row in s.execute(_PRICES_BY_SKU, {"skus": skus})}
     for sku in skus:
         if sku not in found:
             raise UnknownSku(sku=sku)

@@ -26,7 +26,7 @@ from app.cards import services as cards
 from app.cards.errors import CurrencyMismatch, NfcLimitExceeded
 from app.cards.models import AutoReload, Card
 from app.catalog.pricing import ListPrice, price_cart
-from app.catalog.services import products_by_sku
+from app.catalog.services import list_prices
 from app.core.db import write_at_commit
 from app.core.settings import Settings
 from app.core.types import utcnow
@@ -144,10 +144,7 @@ def make_sale(
 
 def _list_prices(s: Session, currency: str, skus: list[str]) -> dict[str, ListPrice]:
     """Raises UnknownSku, CurrencyMismatch."""
-    prices = {
-        sku: ListPrice(p.id, p.sku, p.name, p.price_minor, p.currency)
-        for sku, p in products_by_sku(s, skus).items()
-    }
+    prices = list_prices(s, skus)
     for price in prices.values():
         if price.currency != currency:
             raise CurrencyMismatch(expected=currency, given=price.currency)
