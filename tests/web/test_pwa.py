@@ -25,7 +25,15 @@ UNTIL_CONTROLLED = """async () => {
     }
     return true;
   })();
-  return await Promise.race([controlled, timeout]);  // false: not in control within 15 s
+  if (await Promise.race([controlled, timeout])) return "in control";
+  // Not in control within 15 s: say where the worker got to, for whoever reads the failure.
+  const registration = await navigator.serviceWorker.getRegistration();
+  const state = (worker) => (worker ? worker.state : "none");
+  return registration
+    ? `not in control: installing ${state(registration.installing)}, waiting `
+      + `${state(registration.waiting)}, active ${state(registration.active)}, controller `
+      + `${state(navigator.serviceWorker.controller)}`
+    : "not in control: no registration";
 }"""
 UNTIL_HOME_IS_KEPT = """async () => {
   const deadline = Date.now() + 10000;
@@ -107,7 +115,7 @@ def test_the_service_worker_installs_and_offline_home_shows_the_last_known_balan
     expect(page.locator(".card-balance").first).to_have_text("$25.00")
 
     # Installed, in control of the page, and the page kept for offline use.
-    assert page.evaluate(UNTIL_CONTROLLED)
+    assert page.evaluate(UNTIL_CONTROLLED) == "in control"
     assert page.evaluate(UNTIL_HOME_IS_KEPT), "the home page was not kept for offline use"
     shell = {url for name, url in page.evaluate(KEPT_URLS) if "-static-" in name}
     for name in ("core.js", "app.css", "home.js", "icons/icon-192.png"):
@@ -125,7 +133,7 @@ def test_the_service_worker_installs_and_offline_home_shows_the_last_known_balan
 def test_the_service_worker_keeps_no_api_answer(context, shopper):
     ada = shopper(load_minor=1_000)
     page = log_in(context, ada.email, ada.password)
-    assert page.evaluate(UNTIL_CONTROLLED)
+    assert page.evaluate(UNTIL_CONTROLLED) == "in control"
     page.reload()
     expect(page.locator("#cards")).to_have_attribute("aria-busy", "false")
 
@@ -138,7 +146,7 @@ def test_the_service_worker_keeps_no_api_answer(context, shopper):
 def test_logging_out_forgets_the_pages_kept_for_offline(context, shopper):
     ada = shopper(load_minor=1_000)
     page = log_in(context, ada.email, ada.password)
-    assert page.evaluate(UNTIL_CONTROLLED)
+    assert page.evaluate(UNTIL_CONTROLLED) == "in control"
     page.reload()
     expect(page.locator("#cards")).to_have_attribute("aria-busy", "false")
 
