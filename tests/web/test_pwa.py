@@ -130,6 +130,19 @@ def test_the_service_worker_installs_and_offline_home_shows_the_last_known_balan
     check_accessibility(page)
 
 
+def test_a_page_loaded_past_the_worker_asks_it_to_take_control(context, shopper):
+    """A hard reload bypasses the service worker: the page loads with none in control, as a
+    page still loading when the worker first took over does. It asks, and is taken."""
+    ada = shopper(load_minor=1_000)
+    page = log_in(context, ada.email, ada.password)
+    assert page.evaluate(UNTIL_CONTROLLED) == "in control"
+    cdp = context.new_cdp_session(page)
+    with page.expect_navigation():
+        cdp.send("Page.reload", {"ignoreCache": True})
+    expect(page.locator("#cards")).to_have_attribute("aria-busy", "false")
+    assert page.evaluate(UNTIL_CONTROLLED) == "in control"
+
+
 def test_the_service_worker_keeps_no_api_answer(context, shopper):
     ada = shopper(load_minor=1_000)
     page = log_in(context, ada.email, ada.password)

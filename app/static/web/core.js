@@ -259,5 +259,12 @@ document.getElementById("logout")?.addEventListener("click", async () => {
 });
 
 if ("serviceWorker" in navigator) {
-  navigator.serviceWorker.register("/sw.js", { scope: "/" }).catch(() => { /* no offline shell */ });
+  navigator.serviceWorker.register("/sw.js", { scope: "/" })
+    .then(() => navigator.serviceWorker.ready)
+    .then((registration) => {
+      // A page still loading when the worker took over (or loaded past it, a hard reload) has
+      // no worker in control; it asks, so that it too works offline from now on.
+      if (!navigator.serviceWorker.controller) registration.active?.postMessage("claim");
+    })
+    .catch(() => { /* no offline shell */ });
 }

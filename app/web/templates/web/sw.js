@@ -32,6 +32,17 @@ self.addEventListener("activate", (event) => {
   })());
 });
 
+// A page that has no worker in control asks for one (static/web/core.js).
+self.addEventListener("message", (event) => {
+  if (event.data !== "claim") return;
+  event.waitUntil((async () => {
+    await self.clients.claim();
+    if (event.source && event.source.type === "window") {
+      await keepPage(new Request(event.source.url, { credentials: "same-origin" }));
+    }
+  })());
+});
+
 function isPage(response) {
   return response.ok && response.type === "basic" && !response.redirected
     && (response.headers.get("Content-Type") || "").startsWith("text/html");
