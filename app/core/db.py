@@ -97,8 +97,13 @@ def _a_closed_socket_is_a_lost_connection(context: Any) -> None:
     if not isinstance(error, connection.dialect.loaded_dbapi.OperationalError):
         return
     driver = connection.connection.driver_connection
-    if driver.closed or driver.broken or driver.pgconn.pipeline_status != PIPELINE_OFF:
+    if _unusable(driver):
         context.is_disconnect = True
+
+
+def _unusable(driver: Any) -> bool:
+    """Is this psycopg connection closed, broken, or left in pipeline mode by an error?"""
+    return driver.closed or driver.broken or driver.pgconn.pipeline_status != PIPELINE_OFF
 
 
 def _refuse_if_closed_by_server(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
@@ -212,7 +217,7 @@ def pipelined(connection: Connection) -> Iterator[None]:
         with driver.pipeline():
             yield
     except BaseException as exc:
-        lost = driver.closed or driver.broken or driver.pgconn.pipeline_status != PIPELINE_OFF
+        lost = _unusable(driver)
         if not connection.invalidated:  # whatever failed, its state is not worth trusting
             connection.invalidate(exc)
         if isinstance(exc, DBAPIError):  # a statement's, wrapped by SQLAlchemy already
@@ -235,7 +240,6 @@ def pipelined(connection: Connection) -> Iterator[None]:
 #: Keys of a connection's info: its transaction's BEGIN is still to be sent; statements sent
 #: ahead (``_Ahead``), waiting for the next; the pipeline now carrying them with a statement.
 _BEGIN, _AHEAD, _FLIGHT = "omnicard.begin", "omnicard.ahead", "omnicard.flight"
-IDLE = 0  # psycopg.pq.TransactionStatus.IDLE
 
 
 class _Ahead:
