@@ -150,11 +150,13 @@ def test_a_busy_sequencers_round_waits_out_the_gap_and_then_takes_the_event(comm
     hub = EventHub(engine, None, poll_s=60).start()
     try:
         pacer = hub.sequencer.pacer
-        emit(committed, "stars.changed", {"stars": 5}, customer_id=1)
-        committed.commit()
-        # Busy, and a round began just now: the next may begin only a whole gap later.
+        # Busy, and a round began just now: the next may begin only a whole gap later. Set
+        # before the event commits, so that no round can take it before the hub knows (a
+        # round woken by the commit, on a slow machine, would otherwise start earlier).
         last_round_at = time.monotonic()
         pacer.events_per_s, pacer.round_at = 10 * BUSY_EVENTS_PER_S, last_round_at
+        emit(committed, "stars.changed", {"stars": 5}, customer_id=1)
+        committed.commit()
         hub.poke()
         while waiting_in_outbox(committed.connection()):
             committed.rollback()
