@@ -57,7 +57,12 @@ class Api(flask_smorest.Api):
 
 class Blueprint(flask_smorest.Blueprint):
     def arguments(self, schema, *, location="json", **kwargs):
-        """flask-smorest's ``arguments``; a JSON body documents its ``malformed_json`` too."""
+        """flask-smorest's ``arguments``; a JSON body documents its ``malformed_json`` too.
+
+        A schema class is made into its one instance here, once: given the class, webargs
+        would make a new instance for every request (and that one its nested schemas)."""
+        if isinstance(schema, type):
+            schema = schema()
         parse = super().arguments(schema, location=location, **kwargs)
         if location != "json":
             return parse
