@@ -64,6 +64,9 @@ def post_worker_init(worker):
     worker.omnicard_idle = threading.Event()
     worker.omnicard_idle.set()
     if worker.cfg.worker_class_str == "gevent":
+        from app.core.serving import use_gevent_waits
+
+        use_gevent_waits()
         signal.signal(signal.SIGTERM, lambda sig, frame: gevent.spawn(_stop_gracefully, worker))
         signal.siginterrupt(signal.SIGTERM, False)
 

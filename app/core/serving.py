@@ -5,6 +5,7 @@ one error shape, not gunicorn's HTML page, so clients parse every error the same
 from __future__ import annotations
 
 import json
+import time
 
 from gunicorn import util
 
@@ -36,3 +37,49 @@ def write_error(sock, status_int: int, reason: str, mesg: str) -> None:
 def answer_refusals_in_json() -> None:
     """Make this worker's own refusals (``Worker.handle_error``) answer in JSON."""
     util.write_error = write_error
+
+
+class _WaitedTooLong(Exception):
+    pass
+
+
+def wait_in_gevent_loop(gen, fileno: int, interval: float = 0.0, timeout: float | None = None):
+    """psycopg's wait function for a gevent worker: each wait for the connection's socket is
+    one watcher in gevent's own loop. psycopg's choice under gevent, its ``wait_poll`` on
+    gevent's emulation of ``select.poll``, made a poll object, and registered and started its
+    watchers, for each of the several waits of every statement.
+
+    Parameters as psycopg's ``waiting.wait``; ``interval`` (a wake-up to look for Ctrl-C) has
+    nothing to do in a worker. The socket is said to be ready for what was waited for:
+    libpq's reads and writes never block, so a wait for both that only one ended costs at
+    most a read that finds nothing."""
+    from gevent import get_hub
+    from gevent.socket import wait
+    from psycopg import errors
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        waiting_for = next(gen)
+        loop = get_hub().loop
+        while True:
+            # libev's READ (1) and WRITE (2) are psycopg's Wait.R and Wait.W.
+            watcher = loop.io(fileno, waiting_for)
+            try:
+                if deadline is None:
+                    wait(watcher)
+                else:
+                    wait(watcher, max(0.0, deadline - time.monotonic()), _WaitedTooLong)
+            except _WaitedTooLong:
+                raise errors._WaitTimeout("wait timeout expired") from None
+            finally:
+                watcher.close()
+            waiting_for = gen.send(waiting_for)
+    except StopIteration as done:
+        return done.value
+
+
+def use_gevent_waits() -> None:
+    """Make this (gevent) worker's psycopg connections wait in gevent's loop."""
+    import psycopg.waiting
+
+    psycopg.waiting.wait = wait_in_gevent_loop
