@@ -68,7 +68,7 @@ def pair():
     its cookie. Refused with the API's error for a wrong, used or expired code, and for a
     while after too many wrong codes from this address."""
     web_session.check_anonymous_csrf()
-    data = json_body(PairSchema())
+    data = json_body(PairSchema)
     ip = request.remote_addr or "unknown"
     ttl_s = settings().kiosk_screen_token_ttl_s
     token = kiosk.pair_screen(session(), data["code"], ttl_s, client_ip=ip)

@@ -60,8 +60,16 @@ def render_page(template: str, **context):
     )
 
 
-def json_body(schema: ma.Schema) -> dict:
-    """The request's JSON, loaded by ``schema``. Raises MalformedJson, ValidationFailed."""
+#: One instance of each page's body schema, made when first used (as the API's views have theirs).
+_BODY_SCHEMAS: dict[type[ma.Schema], ma.Schema] = {}
+
+
+def json_body(schema_class: type[ma.Schema]) -> dict:
+    """The request's JSON, loaded by ``schema_class``'s one instance. Raises MalformedJson,
+    ValidationFailed."""
+    schema = _BODY_SCHEMAS.get(schema_class) or _BODY_SCHEMAS.setdefault(
+        schema_class, schema_class()
+    )
     data = request.get_json(silent=True)
     if not isinstance(data, dict):
         raise MalformedJson()
@@ -101,7 +109,7 @@ def start_session():
     """Log in from the website: the same check as ``POST /v1/auth/login``, answered with the
     session cookie instead of a token."""
     web_session.check_anonymous_csrf()
-    data = json_body(WebLoginSchema())
+    data = json_body(WebLoginSchema)
     if data["account"] != "shopper":
         raise ValidationFailed(fields={"account": ["The website is for shoppers."]})
     ip = request.remote_addr or "unknown"
@@ -116,7 +124,7 @@ def start_session():
 def create_account():
     """Sign up from the website: the same as ``POST /v1/auth/signup``, with the cookie."""
     web_session.check_anonymous_csrf()
-    data = json_body(SignupSchema())
+    data = json_body(SignupSchema)
     current = settings()
     token, _ = customers.sign_up(session(), current, **data)
     answer = jsonify(redirect="/")

@@ -70,7 +70,7 @@ def pay_code():
     p = current_principal()
     if p.kind != "customer":
         raise forbidden(["customer"], p)
-    data = json_body(PayCodeRequestSchema())
+    data = json_body(PayCodeRequestSchema)
     s = session()
     card = cards.card_to_pay_with(s, p.customer_id, data["card_id"])
     code, issued = cards.issue_pay_code(s, card)

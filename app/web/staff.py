@@ -51,7 +51,7 @@ def start_session():
     """Staff log in on the website: the same check as ``POST /v1/auth/login`` with
     ``"account": "staff"``, answered with the session cookie."""
     web_session.check_anonymous_csrf()
-    data = json_body(StaffLoginSchema())
+    data = json_body(StaffLoginSchema)
     ip = request.remote_addr or "unknown"
     current = settings()
     token, _ = auth.log_in_staff(session(), current, data["email"], data["password"], ip)

@@ -73,3 +73,16 @@ def test_one_schema_reads_many_requests_at_once_each_as_its_own():
     refused = [n for n, answer in enumerate(alone) if answer.startswith("refused")]
     assert refused == [n for n in range(400) if n % 3 == 0 or n % 5 == 0]
     assert all(f"SKU-{n}" in alone[n] for n in range(400) if n not in refused)
+
+
+def test_a_website_forms_body_is_read_without_making_a_schema(app, made):
+    from app.web.pages import WebLoginSchema, json_body
+
+    body = {"account": "shopper", "email": "ada@example.test", "password": "a long password"}
+    with app.test_request_context("/login", method="POST", json=body):
+        first = json_body(WebLoginSchema)
+    made.clear()
+    with app.test_request_context("/login", method="POST", json=body):
+        again = json_body(WebLoginSchema)
+    assert again == first and again["email"] == "ada@example.test"
+    assert made == []
