@@ -7,7 +7,10 @@ from __future__ import annotations
 import json
 import time
 
+from gevent import get_hub
+from gevent.socket import wait
 from gunicorn import util
+from psycopg import errors
 
 #: Stable codes for the statuses gunicorn answers by itself.
 CODES = {
@@ -53,10 +56,6 @@ def wait_in_gevent_loop(gen, fileno: int, interval: float = 0.0, timeout: float 
     nothing to do in a worker. The socket is said to be ready for what was waited for:
     libpq's reads and writes never block, so a wait for both that only one ended costs at
     most a read that finds nothing."""
-    from gevent import get_hub
-    from gevent.socket import wait
-    from psycopg import errors
-
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
         waiting_for = next(gen)

@@ -8,6 +8,7 @@ money is the API's. Logging in, signing up and out are here because they set the
 
 from __future__ import annotations
 
+import functools
 from urllib.parse import urlsplit
 
 import marshmallow as ma
@@ -60,16 +61,16 @@ def render_page(template: str, **context):
     )
 
 
-#: One instance of each page's body schema, made when first used (as the API's views have theirs).
-_BODY_SCHEMAS: dict[type[ma.Schema], ma.Schema] = {}
+@functools.cache
+def _one_of(schema_class: type[ma.Schema]) -> ma.Schema:
+    """The one instance of a page's body schema (as the API's views have theirs)."""
+    return schema_class()
 
 
 def json_body(schema_class: type[ma.Schema]) -> dict:
     """The request's JSON, loaded by ``schema_class``'s one instance. Raises MalformedJson,
     ValidationFailed."""
-    schema = _BODY_SCHEMAS.get(schema_class) or _BODY_SCHEMAS.setdefault(
-        schema_class, schema_class()
-    )
+    schema = _one_of(schema_class)
     data = request.get_json(silent=True)
     if not isinstance(data, dict):
         raise MalformedJson()
